@@ -1,0 +1,48 @@
+"""cffi builder for fusedact's C extension (out-of-line API mode).
+
+setup.py names it in ``cffi_modules``; ``pip install .`` compiles every ``csrc/*.c`` into
+``fusedact._fusedact_c``. The cdef is read from ``csrc/fusedact.h`` (between the FA_CDEF
+markers), so the header stays the one place the C API is declared.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+from cffi import FFI
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+
+def _cdef() -> str:
+    text = (HERE / "fusedact.h").read_text()
+    start = text.index("/* FA_CDEF_BEGIN */") + len("/* FA_CDEF_BEGIN */")
+    return text[start:text.index("/* FA_CDEF_END */")]
+
+
+def _sources() -> list:
+    # Relative paths: setuptools wants them relative to the project root.
+    root = HERE.parent
+    return sorted(str(p.relative_to(root)) for p in HERE.glob("*.c"))
+
+
+# -O3 for the loop vectoriser; no -ffast-math (it would break NaN/inf semantics) and never
+# -march=native (the wheel must run on any x86-64: SIMD is chosen at run time instead).
+_CFLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math"]
+if os.environ.get("FUSEDACT_CFLAGS"):
+    _CFLAGS += os.environ["FUSEDACT_CFLAGS"].split()
+
+ffibuilder = FFI()
+ffibuilder.cdef(_cdef())
+ffibuilder.set_source(
+    "fusedact._fusedact_c",
+    '#include "fusedact.h"',
+    sources=_sources(),
+    include_dirs=[str(HERE)],
+    extra_compile_args=_CFLAGS,
+    libraries=["pthread"] if os.name == "posix" else [],
+)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

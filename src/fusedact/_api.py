@@ -1,0 +1,577 @@
+"""The public functions, generated from the catalogue, and the input rules of SPEC section 3.
+
+Every public function does the same four things before a backend sees anything:
+
+1. turn array-likes into ndarrays and pick the dtypes: float32/float64 kept, float16 computed
+   in float32 and rounded back, integers and bools widened to float64 (as NumPy's ufuncs do),
+   anything else a TypeError naming the dtype;
+2. check ``out`` (exact shape and dtype, writable) and decide where the kernel writes: into
+   ``out`` itself when it is the input (in place) or shares no memory with the inputs, else
+   into a fresh array copied into ``out`` afterwards, so any overlap gives the result a fresh
+   array would;
+3. pick the backend (``fusedact._dispatch``);
+4. return ``out`` (or the new array), a NumPy scalar for a 0-d result as a ufunc does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.array_utils import normalize_axis_index
+
+from . import _dispatch
+from ._catalogue import AXIS, ELEMENTWISE, OPS, REQUIRED
+
+_SUPPORTED = "float16, float32, float64 (integers and bool are widened to float64)"
+
+
+# ---- input rules -----------------------------------------------------------------------
+def _result_dtype(dtype: np.dtype, op: str, arg: str) -> np.dtype:
+    kind = dtype.kind
+    if kind == "f" and dtype.itemsize in (2, 4, 8):
+        return np.dtype(dtype.type)  # native byte order
+    if kind in "biu":
+        return np.dtype(np.float64)
+    raise TypeError(f"{op}: {arg} has dtype {dtype}, which is not supported; expected {_SUPPORTED}")
+
+
+def _compute_dtype(result: np.dtype) -> np.dtype:
+    return np.dtype(np.float32) if result == np.float16 else result
+
+
+def _as_array(a, op: str, arg: str) -> np.ndarray:
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__"):
+        raise TypeError(
+            f"{op}: {arg} is a device array; it needs backend='cuda' (or 'auto')"
+        )
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{op}: {arg} is not array-like: {exc}") from None
+
+
+def _to_compute(a: np.ndarray, compute: np.dtype) -> np.ndarray:
+    """a as a native-endian array of the compute dtype; a copy only if needed."""
+    if a.dtype == compute:  # == is False for a byte-swapped dtype
+        return a
+    return a.astype(compute)
+
+
+def _same_view(a: np.ndarray, b: np.ndarray) -> bool:
+    return (
+        a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+        and a.strides == b.strides
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+    )
+
+
+def _check_out(out, shape, dtype: np.dtype, op: str, name: str = "out") -> np.ndarray:
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{op}: {name} must be a numpy.ndarray, got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{op}: {name} has shape {out.shape}, expected {tuple(shape)}")
+    if out.dtype != dtype:
+        raise TypeError(f"{op}: {name} has dtype {out.dtype}, expected {dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{op}: {name} is read-only")
+    return out
+
+
+class _Target:
+    """Where a kernel writes one result: ``out`` itself or a scratch array."""
+
+    __slots__ = ("out", "buffer")
+
+    def __init__(self, out, shape, result, compute, inputs, like, in_place_ok=True):
+        self.out = out
+        if out is None:
+            self.buffer = _empty(shape, compute, like)
+        elif out.dtype == compute and all(
+            (in_place_ok and _same_view(out, a)) or not np.may_share_memory(out, a)
+            for a in inputs
+        ):
+            self.buffer = out
+        else:
+            self.buffer = _empty(shape, compute, like)
+
+    def result(self, result_dtype, scalar):
+        # Rounding float32 to float16 overflows to inf by design: that is the float16 result.
+        with np.errstate(over="ignore"):
+            if self.out is not None:
+                if self.buffer is not self.out:
+                    self.out[...] = self.buffer
+                return self.out
+            r = self.buffer if self.buffer.dtype == result_dtype else self.buffer.astype(result_dtype)
+        return r[()] if scalar else r
+
+
+def _empty(shape, dtype, like):
+    if like is not None and like.shape == tuple(shape):
+        # Keeps the input's memory order (C, Fortran, or the order of its strides), so
+        # that a transposed input gives a transposed, still contiguous, output.
+        return np.empty_like(like, dtype=dtype, order="K")
+    return np.empty(shape, dtype=dtype)
+
+
+def _unpack_out(out, count: int, op: str):
+    if count == 1:
+        return (out,)
+    if out is None:
+        return (None,) * count
+    if not isinstance(out, tuple) or len(out) != count:
+        raise TypeError(f"{op}: out must be a tuple of {count} arrays (or None), got {out!r}")
+    return out
+
+
+def _pair(grad, saved, op, names):
+    """Convert grad_out and the saved array of a backward call; same shape, common dtype."""
+    g = _as_array(grad, op, names[0])
+    s = _as_array(saved, op, names[1])
+    rg = _result_dtype(g.dtype, op, names[0])
+    rs = _result_dtype(s.dtype, op, names[1])
+    result = np.promote_types(rg, rs)
+    return g, s, result
+
+
+# ---- generic bodies ----------------------------------------------------------------------
+def elementwise_forward(spec, x, params, out, derivative, backend):
+    op = spec.name
+    xa = _as_array(x, op, "x")
+    result = _result_dtype(xa.dtype, op, "x")
+    compute = _compute_dtype(result)
+    scalar = out is None and xa.ndim == 0
+    xc = _to_compute(xa, compute)
+    be = _dispatch.resolve(backend, op, xa)
+    values = spec.coerce_params(params)
+    if not derivative:
+        if out is not None:
+            _check_out(out, xa.shape, result, op)
+        t = _Target(out, xa.shape, result, compute, (xa,), xc)
+        if xc.size:
+            be.elementwise(spec, xc, values, t.buffer)
+        return t.result(result, scalar)
+    out_y, out_d = _unpack_out(out, 2, op)
+    if out_y is not None:
+        _check_out(out_y, xa.shape, result, op, "out[0]")
+    if out_d is not None:
+        _check_out(out_d, xa.shape, result, op, "out[1]")
+        if out_y is not None and np.may_share_memory(out_y, out_d):
+            raise ValueError(f"{op}: out[0] and out[1] must not overlap")
+    ty = _Target(out_y, xa.shape, result, compute, (xa,), xc)
+    td = _Target(out_d, xa.shape, result, compute, (xa,), xc)
+    if xc.size:
+        be.elementwise_with_derivative(spec, xc, values, ty.buffer, td.buffer)
+    return ty.result(result, scalar), td.result(result, scalar)
+
+
+def elementwise_backward(spec, grad, saved, params, out, backend):
+    op = f"{spec.name}_backward"
+    g, s, result = _pair(grad, saved, op, ("grad_out", spec.saved))
+    if g.shape != s.shape:
+        raise ValueError(
+            f"{op}: grad_out has shape {g.shape} but {spec.saved} has shape {s.shape}; "
+            "they must be equal (no broadcasting)"
+        )
+    compute = _compute_dtype(result)
+    scalar = out is None and g.ndim == 0
+    gc, sc = _to_compute(g, compute), _to_compute(s, compute)
+    be = _dispatch.resolve(backend, spec.name, g)
+    values = spec.coerce_params(params)
+    if out is not None:
+        _check_out(out, g.shape, result, op)
+    t = _Target(out, g.shape, result, compute, (g, s), gc)
+    if gc.size:
+        be.elementwise_backward(spec, gc, sc, values, t.buffer)
+    return t.result(result, scalar)
+
+
+def _axis_input(x, op, arg, axis):
+    xa = _as_array(x, op, arg)
+    if xa.ndim == 0:
+        raise ValueError(f"{op}: {arg} must have at least one dimension, got a 0-d array")
+    return xa, normalize_axis_index(axis, xa.ndim)
+
+
+def axis_forward(name, x, axis, out, backend, pieces=None):
+    xa, ax = _axis_input(x, name, "x", axis)
+    result = _result_dtype(xa.dtype, name, "x")
+    compute = _compute_dtype(result)
+    shape = xa.shape
+    if name == "maxout":
+        if pieces < 1:
+            raise ValueError(f"maxout: pieces must be >= 1, got {pieces}")
+        if xa.shape[ax] % pieces:
+            raise ValueError(
+                f"maxout: x.shape[{ax}] = {xa.shape[ax]} is not a multiple of pieces = {pieces}"
+            )
+        shape = xa.shape[:ax] + (xa.shape[ax] // pieces,) + xa.shape[ax + 1:]
+    xc = _to_compute(xa, compute)
+    be = _dispatch.resolve(backend, name, xa)
+    if out is not None:
+        _check_out(out, shape, result, name)
+    t = _Target(out, shape, result, compute, (xa,), xc, in_place_ok=name != "maxout")
+    if xc.size:
+        if name == "maxout":
+            be.maxout(xc, pieces, ax, t.buffer)
+        else:
+            getattr(be, name)(xc, ax, t.buffer)
+    return t.result(result, False)
+
+
+def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
+    op = f"{name}_backward"
+    saved_name = OPS[name].saved
+    g, s, result = _pair(grad, saved, op, ("grad_out", saved_name))
+    if s.ndim == 0:
+        raise ValueError(f"{op}: {saved_name} must have at least one dimension")
+    ax = normalize_axis_index(axis, s.ndim)
+    expected = s.shape
+    if name == "maxout":
+        if pieces < 1 or s.shape[ax] % pieces:
+            raise ValueError(
+                f"{op}: x.shape[{ax}] = {s.shape[ax]} is not a multiple of pieces = {pieces}"
+            )
+        expected = s.shape[:ax] + (s.shape[ax] // pieces,) + s.shape[ax + 1:]
+    if g.shape != expected:
+        raise ValueError(
+            f"{op}: grad_out has shape {g.shape}, expected {expected} "
+            f"(from {saved_name} of shape {s.shape})"
+        )
+    compute = _compute_dtype(result)
+    gc, sc = _to_compute(g, compute), _to_compute(s, compute)
+    be = _dispatch.resolve(backend, name, s)
+    if out is not None:
+        _check_out(out, s.shape, result, op)
+    t = _Target(out, s.shape, result, compute, (g, s), sc, in_place_ok=name != "maxout")
+    if sc.size:
+        if name == "maxout":
+            be.maxout_backward(gc, sc, pieces, ax, t.buffer)
+        else:
+            getattr(be, op)(gc, sc, ax, t.buffer)
+    return t.result(result, False)
+
+
+def _activation(act, op):
+    if act is None or act == "identity":
+        return None
+    spec = OPS.get(act) if isinstance(act, str) else None
+    if spec is None or spec.family != ELEMENTWISE:
+        names = ", ".join(n for n, s in OPS.items() if s.family == ELEMENTWISE)
+        raise ValueError(f"{op}: act={act!r} is not an elementwise op; expected one of "
+                         f"identity, {names}")
+    return spec
+
+
+def _act_params(spec, params, op):
+    if spec is None:
+        if params:
+            raise TypeError(f"{op}: act='identity' takes no parameters, got {sorted(params)}")
+        return ()
+    unknown = set(params) - set(spec.param_names)
+    if unknown:
+        raise TypeError(f"{op}: {spec.name} takes no parameter(s) {sorted(unknown)}; "
+                        f"its parameters are {list(spec.param_names)}")
+    return spec.coerce_params({**spec.defaults(), **params})
+
+
+def _bias_input(x, bias, op, xname):
+    xa = _as_array(x, op, xname)
+    ba = _as_array(bias, op, "bias")
+    if xa.ndim == 0:
+        raise ValueError(f"{op}: {xname} must have at least one dimension")
+    if ba.shape != (xa.shape[-1],):
+        raise ValueError(f"{op}: bias has shape {ba.shape}, expected ({xa.shape[-1]},) "
+                         f"(the last axis of {xname}, shape {xa.shape})")
+    return xa, ba
+
+
+def bias_act(x, bias, act, out, backend, params):
+    op = "bias_act"
+    spec = _activation(act, op)
+    values = _act_params(spec, params, op)
+    xa, ba = _bias_input(x, bias, op, "x")
+    result = np.promote_types(_result_dtype(xa.dtype, op, "x"), _result_dtype(ba.dtype, op, "bias"))
+    compute = _compute_dtype(result)
+    xc, bc = _to_compute(xa, compute), _to_compute(ba, compute)
+    be = _dispatch.resolve(backend, op, xa)
+    if out is not None:
+        _check_out(out, xa.shape, result, op)
+    t = _Target(out, xa.shape, result, compute, (xa, ba), xc)
+    if xc.size:
+        be.bias_act(spec, xc, bc, values, t.buffer)
+    return t.result(result, False)
+
+
+def bias_act_backward(grad, x, bias, act, out, backend, params):
+    op = "bias_act_backward"
+    spec = _activation(act, op)
+    values = _act_params(spec, params, op)
+    xa, ba = _bias_input(x, bias, op, "x")
+    g = _as_array(grad, op, "grad_out")
+    if g.shape != xa.shape:
+        raise ValueError(f"{op}: grad_out has shape {g.shape} but x has shape {xa.shape}; "
+                         "they must be equal")
+    result = np.promote_types(
+        np.promote_types(_result_dtype(g.dtype, op, "grad_out"), _result_dtype(xa.dtype, op, "x")),
+        _result_dtype(ba.dtype, op, "bias"),
+    )
+    compute = _compute_dtype(result)
+    gc, xc, bc = (_to_compute(a, compute) for a in (g, xa, ba))
+    be = _dispatch.resolve(backend, op, xa)
+    out_gx, out_gb = _unpack_out(out, 2, op)
+    if out_gx is not None:
+        _check_out(out_gx, xa.shape, result, op, "out[0]")
+    if out_gb is not None:
+        _check_out(out_gb, ba.shape, result, op, "out[1]")
+    inputs = (g, xa, ba)
+    tx = _Target(out_gx, xa.shape, result, compute, inputs, xc)
+    tb = _Target(out_gb, ba.shape, result, compute, inputs + (tx.buffer,), None, in_place_ok=False)
+    if xc.size:
+        be.bias_act_backward(spec, gc, xc, bc, values, tx.buffer, tb.buffer)
+    else:
+        tb.buffer[...] = 0
+    return tx.result(result, False), tb.result(result, False)
+
+
+def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
+    op = "softmax_cross_entropy"
+    z = _as_array(logits, op, "logits")
+    lab = _as_array(labels, op, "labels")
+    if z.ndim == 0:
+        raise ValueError(f"{op}: logits must have at least one dimension (classes last)")
+    if lab.dtype.kind not in "iu":
+        raise TypeError(f"{op}: labels must be integer class indices, got dtype {lab.dtype}")
+    if lab.shape != z.shape[:-1]:
+        raise ValueError(f"{op}: labels has shape {lab.shape}, expected {z.shape[:-1]} "
+                         f"(logits shape {z.shape} without its last axis)")
+    ignore_index = int(ignore_index)
+    n_classes = z.shape[-1]
+    lab64 = lab.astype(np.int64)
+    bad = (lab64 != ignore_index) & ((lab64 < 0) | (lab64 >= n_classes))
+    if bad.any():
+        first = lab64[bad].flat[0]
+        raise ValueError(f"{op}: label {first} is out of range for {n_classes} classes "
+                         f"(expected 0..{n_classes - 1}, or ignore_index={ignore_index})")
+    result = _result_dtype(z.dtype, op, "logits")
+    compute = _compute_dtype(result)
+    zc = _to_compute(z, compute)
+    be = _dispatch.resolve(backend, op, z)
+    out_loss, out_grad = _unpack_out(out, 2, op)
+    if out_loss is not None:
+        _check_out(out_loss, lab.shape, result, op, "out[0]")
+    if out_grad is not None:
+        _check_out(out_grad, z.shape, result, op, "out[1]")
+    tl = _Target(out_loss, lab.shape, result, compute, (z,), None, in_place_ok=False)
+    tg = _Target(out_grad, z.shape, result, compute, (z,), zc)
+    if zc.size:
+        be.softmax_cross_entropy(zc, np.ascontiguousarray(lab64), ignore_index,
+                                 tl.buffer, tg.buffer)
+    return tl.result(result, False), tg.result(result, False)
+
+
+# ---- generated public functions -----------------------------------------------------------
+class OpFunction:
+    """A public fusedact function: its repr is its public name and it pickles by name."""
+
+    __slots__ = ()
+    public_name = "?"
+    spec = None
+
+    def __repr__(self):
+        return f"fusedact.{self.public_name}"
+
+    def __reduce__(self):
+        return (_lookup, (self.public_name,))
+
+
+def _lookup(name):
+    import fusedact
+
+    return getattr(fusedact, name)
+
+
+def _make(name, source, doc, spec, namespace):
+    code = compile(source, f"<fusedact.{name}>", "exec")
+    ns = dict(namespace)
+    exec(code, ns)  # noqa: S102 - source is generated from the catalogue, not user input
+    fn = ns["__call__"]
+    cls = type(name, (OpFunction,), {
+        "__call__": fn, "__doc__": doc, "__slots__": (), "public_name": name,
+        "spec": spec, "__module__": "fusedact",
+    })
+    instance = cls()
+    return instance
+
+
+def _param_source(spec):
+    parts = []
+    for p in spec.params:
+        parts.append(p.name if p.default is REQUIRED else f"{p.name}={p.default!r}")
+    return parts
+
+
+def _doc_params(spec):
+    lines = []
+    for p in spec.params:
+        default = "required" if p.default is REQUIRED else f"default {p.default!r}"
+        choices = f", one of {list(p.choices)}" if p.choices else ""
+        lines.append(f"{p.name} : {p.kind if not p.choices else 'str'}, {default}{choices}"
+                     + (f"\n    {p.doc}" if p.doc else ""))
+    return "\n".join(lines)
+
+
+_EW_FORWARD_DOC = """{name}(x{params}, *, out=None, derivative=False, backend=None)
+
+Elementwise {name}: y = {formula}.
+
+NumPy equivalent: ``{numpy}``
+
+Parameters
+----------
+x : array_like
+    float16/float32/float64 keep their dtype (float16 is computed in float32); integers
+    and bools give float64.
+{param_doc}
+out : ndarray, optional
+    Where to write y (exact shape and dtype; may be ``x`` itself). With
+    ``derivative=True``, a tuple ``(out_y, out_dydx)``.
+derivative : bool
+    Also return dy/dx = {derivative}, computed in the same pass.
+backend : str, optional
+    'auto', 'c', 'numba', 'cuda' or 'numpy'; overrides use_backend() and FUSEDACT_BACKEND.
+
+Returns
+-------
+y, or (y, dy/dx) when ``derivative=True``.
+"""
+
+_EW_BACKWARD_DOC = """{name}_backward(grad_out, {saved}{params}, *, out=None, backend=None)
+
+Gradient of {name}: grad_in = grad_out * d{name}/dx = grad_out * ({derivative}),
+from the saved {what} ``{saved}`` (as PyTorch's aten backward does).
+{param_doc}
+"""
+
+
+def _build_elementwise(spec, ns):
+    params = _param_source(spec)
+    sig = "".join(f", {p}" for p in params)
+    pdict = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in spec.params) + "}"
+    fwd = (f"def __call__(self, x{sig}, *, out=None, derivative=False, backend=None):\n"
+           f"    return _elementwise_forward(_spec, x, {pdict}, out, derivative, backend)\n")
+    bwd = (f"def __call__(self, grad_out, {spec.saved}{sig}, *, out=None, backend=None):\n"
+           f"    return _elementwise_backward(_spec, grad_out, {spec.saved}, {pdict}, out, backend)\n")
+    pdoc = _doc_params(spec)
+    doc_f = _EW_FORWARD_DOC.format(name=spec.name, params=sig, formula=spec.formula,
+                                   numpy=spec.numpy_equivalent, param_doc=pdoc,
+                                   derivative=spec.derivative)
+    doc_b = _EW_BACKWARD_DOC.format(
+        name=spec.name, saved=spec.saved, params=sig, derivative=spec.derivative,
+        what="output" if spec.saved == "y" else "input", param_doc=pdoc)
+    env = {**ns, "_spec": spec}
+    return (_make(spec.name, fwd, doc_f, spec, env),
+            _make(f"{spec.name}_backward", bwd, doc_b, spec, env))
+
+
+_AXIS_SOURCES = {
+    "softmax": ("def __call__(self, x, axis=-1, *, out=None, backend=None):\n"
+                "    return _axis_forward('softmax', x, axis, out, backend)\n",
+                "def __call__(self, grad_out, y, axis=-1, *, out=None, backend=None):\n"
+                "    return _axis_backward('softmax', grad_out, y, axis, out, backend)\n"),
+    "log_softmax": ("def __call__(self, x, axis=-1, *, out=None, backend=None):\n"
+                    "    return _axis_forward('log_softmax', x, axis, out, backend)\n",
+                    "def __call__(self, grad_out, y, axis=-1, *, out=None, backend=None):\n"
+                    "    return _axis_backward('log_softmax', grad_out, y, axis, out, backend)\n"),
+    "maxout": ("def __call__(self, x, pieces, axis=-1, *, out=None, backend=None):\n"
+               "    pieces = _spec.params[0].coerce('maxout', pieces)\n"
+               "    axis = _spec.params[1].coerce('maxout', axis)\n"
+               "    return _axis_forward('maxout', x, axis, out, backend, pieces)\n",
+               "def __call__(self, grad_out, x, pieces, axis=-1, *, out=None, backend=None):\n"
+               "    pieces = _spec.params[0].coerce('maxout_backward', pieces)\n"
+               "    axis = _spec.params[1].coerce('maxout_backward', axis)\n"
+               "    return _axis_backward('maxout', grad_out, x, axis, out, backend, pieces)\n"),
+}
+
+_AXIS_DOCS = {
+    "softmax": ("softmax(x, axis=-1, *, out=None, backend=None)\n\n"
+                "y = exp(x - max) / sum(exp(x - max)) along `axis`.\n\nNumPy equivalent: ``{np}``\n",
+                "softmax_backward(grad_out, y, axis=-1, *, out=None, backend=None)\n\n"
+                "grad_in = y * (grad_out - sum(grad_out * y, axis)), from the output y.\n"),
+    "log_softmax": ("log_softmax(x, axis=-1, *, out=None, backend=None)\n\n"
+                    "y = x - logsumexp(x) along `axis`, stable for any finite x.\n\n"
+                    "NumPy equivalent: ``{np}``\n",
+                    "log_softmax_backward(grad_out, y, axis=-1, *, out=None, backend=None)\n\n"
+                    "grad_in = grad_out - exp(y) * sum(grad_out, axis), from the output y.\n"),
+    "maxout": ("maxout(x, pieces, axis=-1, *, out=None, backend=None)\n\n"
+               "Max over groups of `pieces` consecutive entries along `axis` (whose length must "
+               "be a multiple of `pieces`); NaN propagates.\n\nNumPy equivalent: ``{np}``\n",
+               "maxout_backward(grad_out, x, pieces, axis=-1, *, out=None, backend=None)\n\n"
+               "Routes each grad_out entry to the first maximum of its group in x (a NaN, if the "
+               "group has one); the other entries get 0.\n"),
+}
+
+
+def _build_axis(spec, ns):
+    fwd, bwd = _AXIS_SOURCES[spec.name]
+    doc_f, doc_b = _AXIS_DOCS[spec.name]
+    env = {**ns, "_spec": spec}
+    return (_make(spec.name, fwd, doc_f.format(np=spec.numpy_equivalent), spec, env),
+            _make(f"{spec.name}_backward", bwd, doc_b, spec, env))
+
+
+_FUSED_SOURCES = {
+    "bias_act": (
+        "def __call__(self, x, bias, act, *, out=None, backend=None, **params):\n"
+        "    return _bias_act(x, bias, act, out, backend, params)\n",
+        "bias_act(x, bias, act, *, out=None, backend=None, **params)\n\n"
+        "act(x + bias) in one pass, bias broadcast along the last axis (a Linear layer's "
+        "epilogue).\n`act` names any elementwise op (or 'identity'); `params` are its "
+        "parameters, e.g. ``bias_act(x, b, 'leaky_relu', negative_slope=0.2)``.\n",
+    ),
+    "bias_act_backward": (
+        "def __call__(self, grad_out, x, bias, act, *, out=None, backend=None, **params):\n"
+        "    return _bias_act_backward(grad_out, x, bias, act, out, backend, params)\n",
+        "bias_act_backward(grad_out, x, bias, act, *, out=None, backend=None, **params)\n\n"
+        "Returns (grad_x, grad_bias): grad_x = grad_out * act'(x + bias), and grad_bias, the "
+        "sum of grad_x over all leading axes, accumulated in the same pass. `x` is the "
+        "pre-bias input; `out` is an optional tuple (out_grad_x, out_grad_bias).\n",
+    ),
+    "softmax_cross_entropy": (
+        "def __call__(self, logits, labels, *, ignore_index=-100, out=None, backend=None):\n"
+        "    return _softmax_cross_entropy(logits, labels, ignore_index, out, backend)\n",
+        "softmax_cross_entropy(logits, labels, *, ignore_index=-100, out=None, backend=None)\n\n"
+        "Returns (loss, grad_logits) from one pass per row: loss[i] = logsumexp(logits[i]) - "
+        "logits[i, labels[i]] and grad_logits = softmax(logits) - onehot(labels), the gradient "
+        "of loss.sum(). Classes are the last axis; labels equal to ignore_index give loss 0 and "
+        "a zero gradient row (PyTorch's reduction='none'). Stable for logits of +-1e4.\n",
+    ),
+}
+
+
+def build_public_functions() -> dict:
+    """{public name: function} for every op of the catalogue."""
+    ns = {
+        "_elementwise_forward": elementwise_forward,
+        "_elementwise_backward": elementwise_backward,
+        "_axis_forward": axis_forward,
+        "_axis_backward": axis_backward,
+        "_bias_act": bias_act,
+        "_bias_act_backward": bias_act_backward,
+        "_softmax_cross_entropy": softmax_cross_entropy,
+    }
+    functions = {}
+    for spec in OPS.values():
+        if spec.family == ELEMENTWISE:
+            fwd, bwd = _build_elementwise(spec, ns)
+        elif spec.family == AXIS:
+            fwd, bwd = _build_axis(spec, ns)
+        else:
+            continue
+        functions[fwd.public_name] = fwd
+        functions[bwd.public_name] = bwd
+    for name, (source, doc) in _FUSED_SOURCES.items():
+        base = OPS[name.replace("_backward", "")]
+        functions[name] = _make(name, source, doc, base, ns)
+    return functions

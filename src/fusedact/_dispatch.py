@@ -1,0 +1,176 @@
+"""Which backend runs a call.
+
+Selection, highest first (SPEC section 4):
+
+1. the ``backend=`` keyword of the call;
+2. ``fusedact.use_backend(name)``, a thread-local context manager;
+3. the environment variable ``FUSEDACT_BACKEND``, read once at import;
+4. ``auto``: device arrays go to ``cuda``; host arrays to ``c``, else ``numba``, else ``numpy``
+   (per operation: the first of these that is available and has that kernel).
+
+An explicit request (keyword, context manager or env var) for a backend that is unknown,
+unavailable or lacks the kernel raises; it never falls back silently. An unknown value of
+``FUSEDACT_BACKEND`` is reported at the first call rather than at import, so that
+``import fusedact`` and ``python -m fusedact info`` still work and can show what is wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import threading
+
+from .backends._base import Backend, BackendUnavailable
+
+AUTO = "auto"
+# Order matters: it is auto's order of preference for host arrays.
+_FACTORIES = {
+    "c": ("fusedact.backends.c_backend", "CBackend"),
+    "numba": ("fusedact.backends.numba_backend", "NumbaBackend"),
+    "cuda": ("fusedact.backends.cuda_backend", "CudaBackend"),
+    "numpy": ("fusedact.backends.numpy_backend", "NumpyBackend"),
+}
+_HOST_PREFERENCE = ("c", "numba", "numpy")
+
+_lock = threading.Lock()
+_instances: dict[str, Backend] = {}
+_status: dict[str, tuple] = {}
+_local = threading.local()
+
+ENV_BACKEND = os.environ.get("FUSEDACT_BACKEND", "").strip().lower() or AUTO
+
+
+def register_backend(name: str, module: str, cls: str, *, host_preference: int | None = None):
+    """Plug a backend in: ``module.cls()`` is built on first use and probed once."""
+    global _HOST_PREFERENCE
+    with _lock:
+        _FACTORIES[name] = (module, cls)
+        _instances.pop(name, None)
+        _status.pop(name, None)
+        if host_preference is not None:
+            order = [n for n in _HOST_PREFERENCE if n != name]
+            order.insert(host_preference, name)
+            _HOST_PREFERENCE = tuple(order)
+
+
+def backend_names() -> tuple:
+    return tuple(_FACTORIES)
+
+
+def _load(name: str):
+    """Build and probe a backend once; return (instance or None, available, reason)."""
+    if name in _status:
+        return _instances.get(name), *_status[name]
+    with _lock:
+        if name in _status:
+            return _instances.get(name), *_status[name]
+        module, cls = _FACTORIES[name]
+        try:
+            instance = getattr(importlib.import_module(module), cls)()
+            available, reason = instance.probe()
+        except ImportError as exc:
+            instance, available, reason = None, False, f"cannot import: {exc}"
+        if instance is not None:
+            _instances[name] = instance
+        _status[name] = (available, reason)
+        return instance, available, reason
+
+
+def backend_status() -> dict:
+    """{name: (available, reason)} for every registered backend (probing each once)."""
+    return {name: _load(name)[1:] for name in _FACTORIES}
+
+
+def available_backends() -> list:
+    """Names of the backends that can run in this process."""
+    return [name for name, (ok, _) in backend_status().items() if ok]
+
+
+def _check_name(name: str, origin: str) -> str:
+    name = str(name).strip().lower()
+    if name != AUTO and name not in _FACTORIES:
+        raise ValueError(
+            f"unknown backend {name!r} ({origin}); valid names: "
+            f"{', '.join((AUTO,) + tuple(_FACTORIES))}"
+        )
+    return name
+
+
+def requested_backend() -> tuple:
+    """(name, origin) of the selection in force for this thread, keyword aside."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1], "use_backend()"
+    return ENV_BACKEND, "FUSEDACT_BACKEND" if ENV_BACKEND != AUTO else "default"
+
+
+def get_backend() -> str:
+    """The backend name in force for this thread: a name, or 'auto'."""
+    name, origin = requested_backend()
+    return _check_name(name, origin)
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the calls of this thread inside the ``with`` block on backend ``name``.
+
+    >>> with fusedact.use_backend("numpy"):
+    ...     y = fusedact.gelu(x)
+    """
+    name = _check_name(name, "use_backend()")
+    if name != AUTO:
+        _require(name, None, "use_backend()")
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(name)
+    try:
+        yield name
+    finally:
+        stack.pop()
+
+
+def _require(name: str, op_name, origin: str) -> Backend:
+    instance, available, reason = _load(name)
+    if not available:
+        raise BackendUnavailable(
+            f"backend {name!r} ({origin}) is not available: {reason}. "
+            f"Available: {', '.join(available_backends())}"
+        )
+    if op_name is not None and not instance.has_kernel(op_name):
+        raise BackendUnavailable(
+            f"backend {name!r} ({origin}) has no kernel for {op_name!r} yet; "
+            f"backends that do: {', '.join(n for n in available_backends() if _load(n)[0].has_kernel(op_name))}"
+        )
+    return instance
+
+
+def _is_device_array(a) -> bool:
+    return hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__")
+
+
+def resolve(keyword, op_name: str, probe_array) -> Backend:
+    """The backend that runs op_name for this call."""
+    if keyword is not None:
+        name, origin = _check_name(keyword, "backend= keyword"), "backend= keyword"
+    else:
+        name, origin = requested_backend()
+        name = _check_name(name, origin)
+    if name != AUTO:
+        return _require(name, op_name, origin)
+    if _is_device_array(probe_array):
+        return _require("cuda", op_name, "auto, for a device array")
+    for candidate in _HOST_PREFERENCE:
+        instance, available, _ = _load(candidate)
+        if available and instance.has_kernel(op_name):
+            return instance
+    raise BackendUnavailable(f"no backend has a kernel for {op_name!r}")  # numpy has all
+
+
+def auto_host_choice(op_name: str = "sigmoid") -> str:
+    for candidate in _HOST_PREFERENCE:
+        instance, available, _ = _load(candidate)
+        if available and instance.has_kernel(op_name):
+            return candidate
+    return "numpy"

@@ -1,0 +1,1 @@
+"""Backends: each module holds one class implementing ``fusedact.backends._base.Backend``."""

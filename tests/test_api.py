@@ -1,0 +1,132 @@
+"""Input rules of SPEC section 3 and the shape of the public API, driven by the catalogue."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+
+import numpy as np
+import pytest
+
+import fusedact
+from fusedact import ELEMENTWISE_OPS, OPS
+
+
+def test_every_catalogue_op_has_forward_and_backward():
+    for name, spec in OPS.items():
+        assert callable(getattr(fusedact, name)), name
+        if spec.family != "fused" or name == "bias_act":
+            assert callable(getattr(fusedact, f"{name}_backward")), name
+        assert name in fusedact.__all__
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_OPS)
+def test_signatures_docstrings_repr_pickle(name):
+    f, b = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    spec = OPS[name]
+    params = list(inspect.signature(f).parameters)
+    assert params == ["x", *spec.param_names, "out", "derivative", "backend"]
+    bparams = list(inspect.signature(b).parameters)
+    assert bparams == ["grad_out", spec.saved, *spec.param_names, "out", "backend"]
+    for p in spec.params:
+        assert inspect.signature(f).parameters[p.name].default == p.default
+    assert repr(f) == f"fusedact.{name}" and repr(b) == f"fusedact.{name}_backward"
+    assert spec.numpy_equivalent in f.__doc__ and spec.formula in f.__doc__
+    assert pickle.loads(pickle.dumps(f)) is f
+
+
+DTYPE_CASES = [(np.float16, np.float16), (np.float32, np.float32), (np.float64, np.float64),
+               (np.int8, np.float64), (np.int64, np.float64), (np.uint16, np.float64),
+               (np.bool_, np.float64)]
+
+
+@pytest.mark.parametrize("in_dtype,out_dtype", DTYPE_CASES, ids=lambda d: np.dtype(d).name)
+def test_dtype_rules(in_dtype, out_dtype, backend):
+    x = np.array([0, 1, 2, 3], dtype=in_dtype)
+    y = fusedact.gelu(x, backend=backend)
+    assert y.dtype == out_dtype
+    np.testing.assert_allclose(y, fusedact.gelu(x.astype(np.float64), backend="numpy"),
+                               rtol=1e-3 if in_dtype == np.float16 else 1e-6)
+
+
+@pytest.mark.parametrize("bad", [np.array([1 + 2j]), np.array([object()]), np.array(["a"]),
+                                 np.array([1.0], dtype=np.longdouble)],
+                         ids=["complex", "object", "str", "longdouble"])
+def test_unsupported_dtypes_raise_type_error(bad, backend):
+    if bad.dtype == np.float64:
+        pytest.skip("longdouble is float64 on this platform")
+    with pytest.raises(TypeError, match="float16, float32, float64"):
+        fusedact.sigmoid(bad, backend=backend)
+
+
+def test_array_likes_scalars_and_byte_order(backend):
+    assert isinstance(fusedact.relu([1.0, -2.0], backend=backend), np.ndarray)
+    s = fusedact.sigmoid(0.0, backend=backend)
+    assert isinstance(s, np.float64) and s == 0.5
+    s32 = fusedact.sigmoid(np.float32(0.0), backend=backend)
+    assert isinstance(s32, np.float32)
+    swapped = np.arange(-3.0, 3.0).astype(">f8")
+    np.testing.assert_array_equal(fusedact.tanh(swapped, backend=backend),
+                                  fusedact.tanh(swapped.astype("<f8"), backend=backend))
+    assert fusedact.tanh(swapped, backend=backend).dtype == np.dtype("=f8")
+    with pytest.raises(TypeError, match="not array-like|not supported"):
+        fusedact.relu({"a": 1}, backend=backend)
+
+
+def test_out_errors(backend):
+    x = np.zeros(4, np.float32)
+    with pytest.raises(ValueError, match=r"shape \(5,\), expected \(4,\)"):
+        fusedact.relu(x, out=np.zeros(5, np.float32), backend=backend)
+    with pytest.raises(TypeError, match="dtype float64, expected float32"):
+        fusedact.relu(x, out=np.zeros(4), backend=backend)
+    ro = np.zeros(4, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        fusedact.relu(x, out=ro, backend=backend)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        fusedact.relu(x, out=[0.0] * 4, backend=backend)
+    out16 = np.zeros(4, np.float16)
+    assert fusedact.relu(x.astype(np.float16), out=out16, backend=backend) is out16
+
+
+def test_backward_shape_and_dtype_rules(backend):
+    with pytest.raises(ValueError, match=r"grad_out has shape \(3,\) but x has shape \(4,\)"):
+        fusedact.gelu_backward(np.ones(3), np.ones(4), backend=backend)
+    r = fusedact.gelu_backward(np.ones(3, np.float32), np.ones(3, np.float64), backend=backend)
+    assert r.dtype == np.float64
+    r = fusedact.gelu_backward(np.ones(3, np.float16), np.ones(3, np.float32), backend=backend)
+    assert r.dtype == np.float32
+    r = fusedact.sigmoid_backward(np.ones(3, np.int32), np.full(3, 0.5, np.float16), backend=backend)
+    assert r.dtype == np.float64
+
+
+def test_parameter_validation(backend):
+    with pytest.raises(ValueError, match="approximate='erf' is not one of"):
+        fusedact.gelu(np.ones(2), approximate="erf", backend=backend)
+    with pytest.raises(TypeError, match="negative_slope must be a real number"):
+        fusedact.leaky_relu(np.ones(2), negative_slope="big", backend=backend)
+    np.testing.assert_allclose(fusedact.leaky_relu(np.array([-2.0]), np.float32(0.5),
+                                                   backend=backend), [-1.0])
+
+
+def test_no_runtime_warnings_and_inputs_untouched(backend):
+    # pytest turns RuntimeWarning into an error (pyproject's filterwarnings).
+    x = np.array([np.nan, np.inf, -np.inf, 1e308, -1e308, 0.0, -0.0, 5e-324])
+    before = x.copy()
+    with np.errstate(over="ignore"):
+        x16 = x.astype(np.float16)
+    for name in ELEMENTWISE_OPS:
+        y, d = getattr(fusedact, name)(x, derivative=True, backend=backend)
+        getattr(fusedact, f"{name}_backward")(x, x, backend=backend)
+        getattr(fusedact, name)(x16, backend=backend)
+    np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("name", ELEMENTWISE_OPS)
+def test_nan_and_infinity_semantics(name, backend):
+    f = getattr(fusedact, name)
+    y = f(np.array([np.nan, np.inf, -np.inf]), backend=backend)
+    assert np.isnan(y[0]), f"{name}(NaN) must be NaN"
+    assert not np.isnan(y[1:]).any(), f"{name}(+-inf) must be the limit, got {y[1:]}"
+    _, d = f(np.array([np.nan, np.inf, -np.inf]), derivative=True, backend=backend)
+    assert np.isnan(d[0]) and not np.isnan(d[1:]).any(), f"{name}' at NaN/inf: {d}"

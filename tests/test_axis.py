@@ -1,0 +1,136 @@
+"""softmax, log_softmax and maxout, forward and backward, along any axis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import special
+
+import fusedact
+import reference as ref
+
+SHAPES_AXES = [((7,), -1), ((5, 33), -1), ((5, 33), 0), ((3, 4, 17), 1), ((2, 1, 9), -1),
+               ((4, 1024), -1), ((1, 1), 0)]
+
+
+def _logits(shape, dtype, seed=0, scale=5.0):
+    return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape,axis", SHAPES_AXES)
+def test_softmax_and_log_softmax_forward(shape, axis, dtype, backend):
+    x = _logits(shape, dtype)
+    before = x.copy()
+    y = fusedact.softmax(x, axis=axis, backend=backend)
+    ly = fusedact.log_softmax(x, axis=axis, backend=backend)
+    np.testing.assert_array_equal(x, before)
+    assert y.dtype == dtype and ly.dtype == dtype and y.shape == x.shape
+    xw = x.astype(np.float64)
+    want = special.softmax(xw, axis=axis)
+    lwant = special.log_softmax(xw, axis=axis)
+    tol = 3.0 if dtype != np.float64 else 8.0  # float64 truth is itself float64 here
+    assert ref.ulp_error(y, want, dtype).max() <= tol
+    # log_softmax near 0 (the largest entry) has an absolute error of a few eps.
+    np.testing.assert_allclose(ly, lwant, rtol=4 * np.finfo(dtype).eps,
+                               atol=4 * np.finfo(dtype).eps * np.abs(xw).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_softmax_extreme_logits(dtype, backend):
+    x = np.array([[1e4, -1e4, 0.0, 1e4], [-1e4, -1e4, -1e4, -1e4], [-np.inf, 0.0, 1.0, -np.inf],
+                  [np.nan, 1.0, 2.0, 3.0], [88.0, 89.0, 90.0, -104.0]], dtype=dtype)
+    y = fusedact.softmax(x, backend=backend)
+    ly = fusedact.log_softmax(x, backend=backend)
+    np.testing.assert_allclose(y[0], [0.5, 0, 0, 0.5])
+    np.testing.assert_allclose(y[1], [0.25] * 4)
+    assert y[2, 0] == 0 and y[2, 3] == 0 and np.isclose(y[2, 1:3].sum(), 1)
+    assert np.isnan(y[3]).all() and np.isnan(ly[3]).all()
+    np.testing.assert_allclose(ly[0], [-np.log(2), -2e4 - np.log(2), -1e4 - np.log(2), -np.log(2)],
+                               rtol=1e-6)
+    assert ly[2, 0] == -np.inf
+    assert np.isfinite(y[4]).all() and np.isclose(y[4].sum(), 1)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,axis", SHAPES_AXES)
+def test_softmax_backward_matches_finite_differences(name, shape, axis, backend):
+    x = _logits(shape, np.float64, seed=1, scale=2.0)
+    g = np.random.default_rng(2).standard_normal(shape)
+    v = np.random.default_rng(3).standard_normal(shape)
+    f = getattr(fusedact, name)
+    y = f(x, axis=axis, backend=backend)
+    grad_in = getattr(fusedact, f"{name}_backward")(g, y, axis=axis, backend=backend)
+    h = 1e-6
+    numeric = (np.sum(g * f(x + h * v, axis=axis, backend="numpy"))
+               - np.sum(g * f(x - h * v, axis=axis, backend="numpy"))) / (2 * h)
+    np.testing.assert_allclose(np.sum(grad_in * v), numeric, rtol=1e-6, atol=1e-8)
+    # And against the closed form in float64.
+    if name == "softmax":
+        want = y * (g - np.sum(g * y, axis=axis, keepdims=True))
+    else:
+        want = g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)
+    np.testing.assert_allclose(grad_in, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_out_and_in_place(name, backend):
+    x = _logits((6, 40), np.float32)
+    f = getattr(fusedact, name)
+    want = f(x, backend=backend)
+    inplace = x.copy()
+    assert f(inplace, out=inplace, backend=backend) is inplace
+    np.testing.assert_array_equal(inplace, want)
+    buf = np.zeros(6 * 40 + 1, np.float32)
+    buf[:-1] = x.ravel()
+    shifted = buf[1:].reshape(6, 40)
+    f(buf[:-1].reshape(6, 40), out=shifted, backend=backend)
+    np.testing.assert_array_equal(shifted, want)
+    assert f(np.zeros((0, 5), np.float32), backend=backend).shape == (0, 5)
+    assert f(np.zeros((3, 0), np.float32), backend=backend).shape == (3, 0)
+    with pytest.raises(ValueError, match="at least one dimension"):
+        f(np.float32(1.0), backend=backend)
+    with pytest.raises(np.exceptions.AxisError):
+        f(x, axis=2, backend=backend)
+
+
+def _maxout_loop(x, pieces, axis):
+    xm = np.moveaxis(x, axis, -1)
+    out = np.empty(xm.shape[:-1] + (xm.shape[-1] // pieces,), dtype=np.float64)
+    for idx in np.ndindex(out.shape):
+        group = xm[idx[:-1]][idx[-1] * pieces:(idx[-1] + 1) * pieces]
+        out[idx] = np.nan if np.isnan(group).any() else group.max()
+    return np.moveaxis(out, -1, axis)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape,pieces,axis", [((12,), 3, 0), ((4, 10), 2, -1), ((6, 5), 3, 0),
+                                                ((2, 9, 3), 3, 1), ((3, 8), 1, 1), ((3, 8), 8, 1)])
+def test_maxout_forward_backward(shape, pieces, axis, dtype, backend):
+    x = _logits(shape, dtype, seed=4)
+    x.ravel()[::7] = x.ravel()[1::7][: x.ravel()[::7].size]  # ties: first maximum wins
+    x.ravel()[5] = np.nan
+    y = fusedact.maxout(x, pieces, axis=axis, backend=backend)
+    np.testing.assert_array_equal(y, _maxout_loop(x.astype(np.float64), pieces, axis).astype(dtype))
+    g = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+    gi = fusedact.maxout_backward(g, x, pieces, axis=axis, backend=backend)
+    assert gi.shape == x.shape and gi.dtype == dtype
+    # Loop reference: each group's grad goes to its first maximum (or first NaN).
+    xm = np.moveaxis(x.astype(np.float64), axis, -1)
+    gm = np.moveaxis(g.astype(np.float64), axis, -1)
+    want = np.zeros_like(xm)
+    for idx in np.ndindex(gm.shape):
+        group = xm[idx[:-1]][idx[-1] * pieces:(idx[-1] + 1) * pieces]
+        nans = np.flatnonzero(np.isnan(group))
+        k = nans[0] if nans.size else int(np.argmax(group))
+        want[idx[:-1] + (idx[-1] * pieces + k,)] = gm[idx]
+    np.testing.assert_array_equal(gi, np.moveaxis(want, -1, axis).astype(dtype))
+
+
+def test_maxout_errors(backend):
+    with pytest.raises(ValueError, match="not a multiple of pieces"):
+        fusedact.maxout(np.zeros((2, 5)), 2, backend=backend)
+    with pytest.raises(TypeError, match="integer"):
+        fusedact.maxout(np.zeros((2, 4)), 2.0, backend=backend)
+    with pytest.raises(ValueError, match="expected"):
+        fusedact.maxout_backward(np.zeros((2, 3)), np.zeros((2, 4)), 2, backend=backend)
