@@ -14,69 +14,18 @@ import fusedact
 import reference as ref
 from conftest import elementwise_cases
 from fusedact import OPS
-from fusedact._catalogue import SELU_ALPHA, SELU_SCALE
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")
+from fusedact import _torchref  # noqa: E402
+
 F = torch.nn.functional
 aten = torch.ops.aten
-
-
-def torch_forward(name, x, p):
-    table = {
-        "sigmoid": lambda: torch.sigmoid(x), "tanh": lambda: torch.tanh(x),
-        "relu": lambda: F.relu(x), "leaky_relu": lambda: F.leaky_relu(x, p.get("negative_slope")),
-        "relu6": lambda: F.relu6(x),
-        "hardtanh": lambda: F.hardtanh(x, p.get("min_val"), p.get("max_val")),
-        "elu": lambda: F.elu(x, p.get("alpha")), "selu": lambda: F.selu(x),
-        "celu": lambda: F.celu(x, p.get("alpha")), "silu": lambda: F.silu(x),
-        "swish": lambda: x * torch.sigmoid(p.get("beta", 1.0) * x), "mish": lambda: F.mish(x),
-        "gelu": lambda: F.gelu(x, approximate=p.get("approximate", "none")),
-        "softplus": lambda: F.softplus(x, p.get("beta"), p.get("threshold")),
-        "logsigmoid": lambda: F.logsigmoid(x), "hardsigmoid": lambda: F.hardsigmoid(x),
-        "hardswish": lambda: F.hardswish(x), "softsign": lambda: F.softsign(x),
-    }
-    return table[name]()
+torch_forward = _torchref.forward
 
 
 def torch_backward(name, g, x, p):
-    """grad_in from PyTorch's aten backward op (autograd where aten has none)."""
-    y = torch_forward(name, x, p)
-    if name == "sigmoid":
-        return aten.sigmoid_backward(g, y)
-    if name == "tanh":
-        return aten.tanh_backward(g, y)
-    if name == "relu":
-        return aten.threshold_backward(g, y, 0)
-    if name == "leaky_relu":
-        return aten.leaky_relu_backward(g, x, p["negative_slope"], False)
-    if name == "relu6":
-        return aten.hardtanh_backward(g, x, 0.0, 6.0)
-    if name == "hardtanh":
-        return aten.hardtanh_backward(g, x, p["min_val"], p["max_val"])
-    if name == "elu":
-        return aten.elu_backward(g, p["alpha"], 1.0, 1.0, False, x)
-    if name == "selu":
-        return aten.elu_backward(g, SELU_ALPHA, SELU_SCALE, 1.0, False, x)
-    if name == "celu":
-        return aten.elu_backward(g, p["alpha"], 1.0, 1.0 / p["alpha"], False, x)
-    if name == "silu":
-        return aten.silu_backward(g, x)
-    if name == "mish":
-        return aten.mish_backward(g, x)
-    if name == "gelu":
-        return aten.gelu_backward(g, x, approximate=p["approximate"])
-    if name == "softplus":
-        return aten.softplus_backward(g, x, p["beta"], p["threshold"])
-    if name == "logsigmoid":
-        _, buffer = aten.log_sigmoid_forward(x)
-        return aten.log_sigmoid_backward(g, x, buffer)
-    if name == "hardsigmoid":
-        return aten.hardsigmoid_backward(g, x)
-    if name == "hardswish":
-        return aten.hardswish_backward(g, x)
-    xr = x.detach().clone().requires_grad_(True)
-    torch_forward(name, xr, p).backward(g)
-    return xr.grad
+    saved = torch_forward(name, x, p) if OPS[name].saved == "y" else x
+    return _torchref.backward(name, g, saved, p)
 
 
 def _bulk(name, params, dtype):

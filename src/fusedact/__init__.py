@@ -15,6 +15,7 @@ from ._dispatch import (
     use_backend,
 )
 from .backends._base import BackendUnavailable
+from ._threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,8 @@ __all__ = sorted(_functions) + [
     "get_backend",
     "use_backend",
     "BackendUnavailable",
+    "get_num_threads",
+    "set_num_threads",
     "OPS",
     "ELEMENTWISE_OPS",
     "AXIS_OPS",

@@ -1,0 +1,1 @@
+"""pytest-benchmark suite settings: the package's contenders table drives every benchmark."""
