@@ -15,6 +15,9 @@ from fusedact import OPS, ELEMENTWISE_OPS  # noqa: E402
 from fusedact._catalogue import EXTRA_PARAMS  # noqa: E402
 
 HOST_BACKENDS = [b for b in ("numpy", "c", "numba") if b in fusedact.available_backends()]
+# The c backend runs every test at each SIMD level its build has ("c" is the best this CPU
+# supports): the same kernels are compiled three times and each must be right.
+SIMD_VARIANTS = ["c@avx2", "c@baseline"] if "c" in HOST_BACKENDS else []
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 
@@ -65,6 +68,19 @@ def finite_sample(dtype, domain, n=2000, seed=1):
     return np.concatenate([np.linspace(lo, hi, n // 2), rng.uniform(lo, hi, n // 2)]).astype(dtype)
 
 
-@pytest.fixture(params=HOST_BACKENDS)
+@pytest.fixture(params=HOST_BACKENDS + SIMD_VARIANTS)
 def backend(request):
-    return request.param
+    """The backend name to pass as backend=...; for c@LEVEL, the C kernels forced to LEVEL."""
+    name, _, level = request.param.partition("@")
+    if not level:
+        yield name
+        return
+    c = fusedact._dispatch._load("c")[0]
+    before = c.simd()
+    if c.set_simd(level) != level:
+        c.set_simd(before)
+        pytest.skip(f"this CPU has no {level}")
+    try:
+        yield name
+    finally:
+        c.set_simd(before)

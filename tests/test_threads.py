@@ -12,11 +12,14 @@ from conftest import HOST_BACKENDS
 
 def test_eight_threads_all_ops_all_backends():
     rng = np.random.default_rng(0)
-    inputs = [(rng.standard_normal(50_000) * 4).astype(dt) for dt in (np.float32, np.float64)]
+    # 300,000 elements: above the C backend's 65,536-element threshold, so its thread pool
+    # runs while 8 Python threads call at once (and 1,000 below it, on the caller's thread).
+    inputs = [(rng.standard_normal(n) * 4).astype(dt) for dt in (np.float32, np.float64)
+              for n in (1_000, 300_000)]
     ops = fusedact.ELEMENTWISE_OPS
     expected = {(b, op, i): getattr(fusedact, op)(x, backend=b)
                 for b in HOST_BACKENDS for op in ops for i, x in enumerate(inputs)}
-    expected_sm = {b: fusedact.softmax(inputs[0].reshape(50, 1000), backend=b) for b in HOST_BACKENDS}
+    expected_sm = {b: fusedact.softmax(inputs[1].reshape(300, 1000), backend=b) for b in HOST_BACKENDS}
     errors = []
     barrier = threading.Barrier(8)
 
@@ -32,7 +35,7 @@ def test_eight_threads_all_ops_all_backends():
                 if not np.array_equal(got, expected[keys[k]], equal_nan=True):
                     errors.append(f"{keys[k]} differs under threads")
             for b in HOST_BACKENDS:
-                sm = fusedact.softmax(inputs[0].reshape(50, 1000), backend=b)
+                sm = fusedact.softmax(inputs[1].reshape(300, 1000), backend=b)
                 if not np.array_equal(sm, expected_sm[b]):
                     errors.append(f"softmax [{b}] differs under threads")
         except Exception as exc:  # surfaced by the assertion below
@@ -44,3 +47,17 @@ def test_eight_threads_all_ops_all_backends():
     for t in threads:
         t.join()
     assert not errors, errors[:5]
+
+
+def test_pool_survives_many_large_calls_in_a_row():
+    """The first large call starts the C pool's workers; later ones reuse them (a worker
+    created for a job once slept through it: this would hang)."""
+    x = np.linspace(-5, 5, 1 << 20).astype(np.float32)
+    want = fusedact.silu(x, backend="numpy")
+    for threads in (2, 1, 3, 2):
+        fusedact.set_num_threads(threads)
+        try:
+            for _ in range(5):
+                np.testing.assert_array_max_ulp(fusedact.silu(x), want, maxulp=3)
+        finally:
+            fusedact.set_num_threads(fusedact._threads._from_env())

@@ -319,7 +319,7 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
     )
     compute = _compute_dtype(result)
     gc, xc, bc = (_to_compute(a, compute) for a in (g, xa, ba))
-    be = _dispatch.resolve(backend, op, xa)
+    be = _dispatch.resolve(backend, "bias_act", xa)
     out_gx, out_gb = _unpack_out(out, 2, op)
     if out_gx is not None:
         _check_out(out_gx, xa.shape, result, op, "out[0]")

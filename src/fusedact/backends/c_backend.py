@@ -1,15 +1,34 @@
-"""The ``c`` backend: C kernels from ``csrc/``, built at install by cffi."""
+"""The ``c`` backend: C kernels from ``csrc/``, built at install by cffi (out-of-line API mode).
+
+The Python side only arranges memory: it hands the kernels flat contiguous buffers through
+``ffi.from_buffer`` (no copy), making a contiguous copy only for a layout the kernels cannot
+walk (a strided view, or an input and output in different memory orders), and moves the
+reduction axis of softmax/maxout last when it is not. cffi releases the GIL for each call;
+the C side splits large arrays across its own thread pool (``FUSEDACT_NUM_THREADS``).
+
+The SIMD level is chosen once at load from the CPU's features; ``FUSEDACT_SIMD`` (baseline,
+avx2, avx512) forces a lower one, so the tests can run every compiled path on one machine.
+"""
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
+from .. import _threads
+from .._catalogue import ELEMENTWISE_OPS
 from ._base import Backend
 
-_ABI_VERSION = 1
+_ABI_VERSION = 2
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
+_ROWS = {"softmax": 0, "log_softmax": 1, "softmax_backward": 2, "log_softmax_backward": 3}
+_AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 
 
 def load_extension():
     """Import the compiled extension; return (lib, ffi) or raise ImportError with the reason."""
-    from .. import _fusedact_c  # noqa: F401 - built by setup.py's cffi_modules
+    from .. import _fusedact_c  # built by setup.py's cffi_modules
 
     lib, ffi = _fusedact_c.lib, _fusedact_c.ffi
     if lib.fa_abi_version() != _ABI_VERSION:
@@ -20,23 +39,213 @@ def load_extension():
     return lib, ffi
 
 
+def _c_op_name(spec, params):
+    """The C kernel's name for an op and its parameters (gelu's tanh form is its own)."""
+    if spec.name == "gelu" and params and params[0] == "tanh":
+        return "gelu_tanh"
+    return spec.name
+
+
+def _param_block(spec, params):
+    """The op's numeric parameters as the 4 doubles the C kernels read."""
+    values = [0.0, 0.0, 0.0, 0.0]
+    numeric = [p for p in params if not isinstance(p, str)]
+    values[: len(numeric)] = numeric
+    return values
+
+
 class CBackend(Backend):
     name = "c"
 
     def __init__(self):
         self.lib = self.ffi = None
+        self._ids = {}
 
+    # ---- setup -------------------------------------------------------------------------
     def probe(self):
         try:
             self.lib, self.ffi = load_extension()
         except ImportError as exc:
             return False, f"C extension not built ({exc})"
-        return False, "extension built (placeholder); kernels not yet implemented"
+        self._ids = {self.ffi.string(self.lib.fa_op_name(i)).decode(): i
+                     for i in range(self.lib.fa_op_count())}
+        missing = [n for n in ELEMENTWISE_OPS if n not in self._ids]
+        if missing:
+            return False, f"extension lacks kernels for {missing}: reinstall fusedact"
+        requested = os.environ.get("FUSEDACT_SIMD", "").strip().lower()
+        if requested:
+            if requested not in SIMD_LEVELS:
+                return False, (f"FUSEDACT_SIMD={requested!r} is not one of "
+                               f"{', '.join(SIMD_LEVELS)}")
+            self.set_simd(requested)
+        level = self.simd()
+        return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
+
+    def simd(self) -> str:
+        return SIMD_LEVELS[self.lib.fa_simd_level()]
+
+    def simd_max(self) -> str:
+        return SIMD_LEVELS[self.lib.fa_simd_max_level()]
+
+    def set_simd(self, level: str) -> str:
+        """Use `level` or the best below it that this CPU has; returns the level in use."""
+        return SIMD_LEVELS[self.lib.fa_simd_set_level(SIMD_LEVELS.index(level))]
 
     def has_kernel(self, op_name):
-        return False
+        return op_name in self._ids or op_name in _AXIS_AND_FUSED
 
     def describe(self):
         if self.lib is None:
             return {}
-        return {"cpu_features": self.ffi.string(self.lib.fa_cpu_features()).decode()}
+        return {
+            "cpu_features": self.ffi.string(self.lib.fa_cpu_features()).decode(),
+            "simd": f"{self.simd()} (max {self.simd_max()}; FUSEDACT_SIMD lowers it)",
+            "threads": f"{_threads.get_num_threads()} (FUSEDACT_NUM_THREADS caps it)",
+        }
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _ptr(self, a, writable=False):
+        ctype = "float[]" if a.dtype == np.float32 else "double[]"
+        return self.ffi.from_buffer(ctype, a, require_writable=writable)
+
+    def _kernel(self, name, dtype):
+        return getattr(self.lib, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
+
+    def _elementwise(self, mode, spec, params, outs, inputs):
+        """Run one elementwise kernel over flat buffers in the outputs' memory order (C or
+        Fortran); inputs in another layout are copied into it, and outputs that are not
+        contiguous get scratch arrays copied back afterwards."""
+        if all(o.flags.c_contiguous for o in outs):
+            order, targets = "C", outs
+        elif all(o.flags.f_contiguous for o in outs):
+            order, targets = "F", outs
+        else:
+            order, targets = "C", [np.empty(o.shape, o.dtype) for o in outs]
+        contiguous = "c_contiguous" if order == "C" else "f_contiguous"
+        flat_in = [(a if getattr(a.flags, contiguous) else np.array(a, order=order))
+                   .ravel(order=order) for a in inputs]
+        flat_out = [t.ravel(order=order) for t in targets]
+        null = self.ffi.NULL
+        self._kernel("fa_elementwise", outs[0].dtype)(
+            self._ids[_c_op_name(spec, params)], mode, self._ptr(flat_in[0]),
+            self._ptr(flat_in[1]) if len(flat_in) > 1 else null, self._ptr(flat_out[0], True),
+            self._ptr(flat_out[1], True) if len(flat_out) > 1 else null, flat_out[0].size,
+            _param_block(spec, params), _threads.get_num_threads())
+        for o, t in zip(outs, targets):
+            if t is not o:
+                o[...] = t
+
+    def elementwise(self, spec, x, params, out):
+        self._elementwise(0, spec, params, (out,), (x,))
+
+    def elementwise_backward(self, spec, grad, saved, params, out):
+        self._elementwise(1, spec, params, (out,), (grad, saved))
+
+    def elementwise_with_derivative(self, spec, x, params, out_y, out_d):
+        self._elementwise(2, spec, params, (out_y, out_d), (x,))
+
+    # ---- along an axis -------------------------------------------------------------------
+    @staticmethod
+    def _rows(a, axis):
+        """a with `axis` last, as a C-contiguous 2-D array (a copy only if needed)."""
+        moved = np.moveaxis(a, axis, -1)
+        moved = np.ascontiguousarray(moved)
+        return moved.reshape(-1, moved.shape[-1]) if moved.ndim else moved.reshape(1, 1)
+
+    @staticmethod
+    def _rows_out(out, axis):
+        """(2-D C-contiguous target, scratch to copy back into out or None)."""
+        moved = np.moveaxis(out, axis, -1)
+        if moved.flags.c_contiguous:
+            return moved.reshape(-1, moved.shape[-1]), None
+        scratch = np.empty(moved.shape, out.dtype)
+        return scratch.reshape(-1, moved.shape[-1]), scratch
+
+    @staticmethod
+    def _copy_back(out, axis, scratch):
+        if scratch is not None:
+            np.moveaxis(out, axis, -1)[...] = scratch
+
+    def _row_op(self, kind, x, g, axis, out):
+        xr = self._rows(x, axis)
+        gr = self._rows(g, axis) if g is not None else None
+        target, scratch = self._rows_out(out, axis)
+        rows, cols = xr.shape
+        self._kernel("fa_rows", out.dtype)(
+            _ROWS[kind], self._ptr(xr), self._ptr(gr) if gr is not None else self.ffi.NULL,
+            self._ptr(target, True), rows, cols, _threads.get_num_threads())
+        self._copy_back(out, axis, scratch)
+
+    def softmax(self, x, axis, out):
+        self._row_op("softmax", x, None, axis, out)
+
+    def log_softmax(self, x, axis, out):
+        self._row_op("log_softmax", x, None, axis, out)
+
+    def softmax_backward(self, grad, y, axis, out):
+        self._row_op("softmax_backward", y, grad, axis, out)
+
+    def log_softmax_backward(self, grad, y, axis, out):
+        self._row_op("log_softmax_backward", y, grad, axis, out)
+
+    def maxout(self, x, pieces, axis, out):
+        xr = self._rows(x, axis)
+        target, scratch = self._rows_out(out, axis)
+        rows, cols = xr.shape
+        self._kernel("fa_maxout", out.dtype)(self._ptr(xr), self._ptr(target, True), rows,
+                                             cols // pieces, pieces, _threads.get_num_threads())
+        self._copy_back(out, axis, scratch)
+
+    def maxout_backward(self, grad, x, pieces, axis, out):
+        xr = self._rows(x, axis)
+        gr = self._rows(grad, axis)
+        target, scratch = self._rows_out(out, axis)
+        rows, cols = xr.shape
+        self._kernel("fa_maxout_backward", out.dtype)(
+            self._ptr(gr), self._ptr(xr), self._ptr(target, True), rows, cols // pieces, pieces,
+            _threads.get_num_threads())
+        self._copy_back(out, axis, scratch)
+
+    # ---- fused ---------------------------------------------------------------------------
+    def _bias_op(self, spec, params):
+        if spec is None:
+            return -1, [0.0] * 4
+        return self._ids[_c_op_name(spec, params)], _param_block(spec, params)
+
+    def bias_act(self, spec, x, bias, params, out):
+        op, block = self._bias_op(spec, params)
+        xr = self._rows(x, -1)
+        target, scratch = self._rows_out(out, -1)
+        rows, cols = xr.shape
+        self._kernel("fa_bias_act", out.dtype)(
+            op, self._ptr(xr), self._ptr(np.ascontiguousarray(bias)), self._ptr(target, True),
+            rows, cols, block, _threads.get_num_threads())
+        self._copy_back(out, -1, scratch)
+
+    def bias_act_backward(self, spec, grad, x, bias, params, out_grad_x, out_grad_bias):
+        op, block = self._bias_op(spec, params)
+        xr, gr = self._rows(x, -1), self._rows(grad, -1)
+        target, scratch = self._rows_out(out_grad_x, -1)
+        gb = out_grad_bias if out_grad_bias.flags.c_contiguous else np.empty_like(out_grad_bias)
+        rows, cols = xr.shape
+        self._kernel("fa_bias_act_backward", out_grad_x.dtype)(
+            op, self._ptr(gr), self._ptr(xr), self._ptr(np.ascontiguousarray(bias)),
+            self._ptr(target, True), self._ptr(gb, True), rows, cols, block,
+            _threads.get_num_threads())
+        self._copy_back(out_grad_x, -1, scratch)
+        if gb is not out_grad_bias:
+            out_grad_bias[...] = gb
+
+    def softmax_cross_entropy(self, logits, labels, ignore_index, out_loss, out_grad):
+        zr = self._rows(logits, -1)
+        target, scratch = self._rows_out(out_grad, -1)
+        loss = out_loss if out_loss.flags.c_contiguous else np.empty_like(out_loss)
+        rows, cols = zr.shape
+        labels = np.ascontiguousarray(labels, dtype=np.int64).reshape(-1)
+        self._kernel("fa_softmax_xent", out_grad.dtype)(
+            self._ptr(zr), self.ffi.from_buffer("int64_t[]", labels), ignore_index,
+            self._ptr(loss.reshape(-1), True), self._ptr(target, True), rows, cols,
+            _threads.get_num_threads())
+        self._copy_back(out_grad, -1, scratch)
+        if loss is not out_loss:
+            out_loss[...] = loss

@@ -1,0 +1,624 @@
+/* The extension's entry points: CPU feature detection and the choice of kernels (once, at
+ * load), the thread pool, and the functions of fusedact.h that split work across it. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fa_internal.h"
+#include "fusedact.h"
+
+#define FA_ABI_VERSION 2
+
+int fa_abi_version(void) { return FA_ABI_VERSION; }
+
+/* ---- CPU features and the kernel table --------------------------------------------------- */
+
+static const fa_kernels *const fa_tables[3] = {
+    &fa_kernels_baseline,
+#if defined(FA_X86_DISPATCH)
+    &fa_kernels_avx2,
+    &fa_kernels_avx512,
+#else
+    NULL,
+    NULL,
+#endif
+};
+static const char *const fa_level_names[3] = {"baseline", "avx2", "avx512"};
+
+static int fa_detect_max_level(void)
+{
+#if defined(FA_X86_DISPATCH)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("fma"))
+        return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return 1;
+#endif
+    return 0;
+}
+
+static int fa_max_level = -1;
+static _Atomic(const fa_kernels *) fa_kern = NULL;
+static atomic_int fa_level = 0;
+
+static const fa_kernels *kern(void)
+{
+    const fa_kernels *k = atomic_load_explicit(&fa_kern, memory_order_acquire);
+    if (k == NULL) {
+        fa_simd_set_level(2);
+        k = atomic_load_explicit(&fa_kern, memory_order_acquire);
+    }
+    return k;
+}
+
+int fa_simd_max_level(void)
+{
+    if (fa_max_level < 0)
+        fa_max_level = fa_detect_max_level();
+    return fa_max_level;
+}
+
+int fa_simd_set_level(int level)
+{
+    int max = fa_simd_max_level();
+    if (level > max)
+        level = max;
+    if (level < 0)
+        level = 0;
+    atomic_store(&fa_level, level);
+    atomic_store_explicit(&fa_kern, fa_tables[level], memory_order_release);
+    return level;
+}
+
+int fa_simd_level(void)
+{
+    (void)kern();
+    return atomic_load(&fa_level);
+}
+
+const char *fa_simd_name(int level)
+{
+    return (level >= 0 && level < 3) ? fa_level_names[level] : "unknown";
+}
+
+const char *fa_cpu_features(void)
+{
+    static char text[160];
+    if (text[0])
+        return text;
+#if defined(FA_X86_DISPATCH)
+    __builtin_cpu_init();
+    snprintf(text, sizeof text, "sse2%s%s%s%s%s%s",
+             __builtin_cpu_supports("avx2") ? " avx2" : "",
+             __builtin_cpu_supports("fma") ? " fma" : "",
+             __builtin_cpu_supports("avx512f") ? " avx512f" : "",
+             __builtin_cpu_supports("avx512dq") ? " avx512dq" : "",
+             __builtin_cpu_supports("avx512vl") ? " avx512vl" : "",
+             __builtin_cpu_supports("avx512bw") ? " avx512bw" : "");
+#else
+    snprintf(text, sizeof text, "portable build (no runtime SIMD dispatch on this platform)");
+#endif
+    return text;
+}
+
+static const char *const fa_names[] = {
+#define FA_NAME(name) #name,
+    FA_ELEMENTWISE_OPS(FA_NAME)
+#undef FA_NAME
+};
+
+int fa_op_count(void) { return FA_OP_COUNT; }
+
+const char *fa_op_name(int op) { return (op >= 0 && op < FA_OP_COUNT) ? fa_names[op] : NULL; }
+
+/* ---- thread pool ----------------------------------------------------------------------------
+ * Persistent workers wait on a condition variable; a job is a range [0, n) cut into chunks
+ * that the caller's thread and the workers claim with an atomic counter. One job runs at a
+ * time: a call that finds the pool busy (another Python thread's job) runs its own work on its
+ * own thread instead of waiting, so concurrent calls never deadlock and stay correct. */
+
+#define FA_MAX_THREADS 256
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_cond_t done;
+    int started;
+    unsigned long generation;
+    fa_range_fn fn;
+    void *ctx;
+    int64_t n, grain;
+    atomic_llong next;
+    int wanted;
+    int active;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER,
+            .done = PTHREAD_COND_INITIALIZER};
+
+static pthread_mutex_t submit_lock = PTHREAD_MUTEX_INITIALIZER;
+/* The job generation current when each worker was created: a worker started for a job must
+ * not take that job's generation as already seen (it would sleep through it and the caller
+ * would wait forever). */
+static unsigned long worker_start_generation[FA_MAX_THREADS];
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void run_chunks(fa_range_fn fn, void *ctx, int64_t n, int64_t grain)
+{
+    for (;;) {
+        int64_t begin = (int64_t)atomic_fetch_add(&pool.next, (long long)grain);
+        if (begin >= n)
+            return;
+        int64_t end = begin + grain < n ? begin + grain : n;
+        fn(ctx, begin, end);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    pthread_mutex_lock(&pool.lock);
+    unsigned long seen = worker_start_generation[id];
+    for (;;) {
+        while (pool.generation == seen)
+            pthread_cond_wait(&pool.wake, &pool.lock);
+        seen = pool.generation;
+        if (id >= pool.wanted)
+            continue;
+        fa_range_fn fn = pool.fn;
+        void *ctx = pool.ctx;
+        int64_t n = pool.n, grain = pool.grain;
+        pthread_mutex_unlock(&pool.lock);
+        run_chunks(fn, ctx, n, grain);
+        pthread_mutex_lock(&pool.lock);
+        if (--pool.active == 0)
+            pthread_cond_signal(&pool.done);
+    }
+    return NULL;
+}
+
+/* In a forked child only the forking thread exists: forget the workers and start afresh. */
+static void pool_after_fork_child(void)
+{
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pthread_mutex_init(&submit_lock, NULL);
+    pool.started = 0;
+    pool.wanted = 0;
+    pool.active = 0;
+}
+
+static void install_atfork(void) { pthread_atfork(NULL, NULL, pool_after_fork_child); }
+
+/* Start workers until `want` exist; returns how many there are. Called with pool.lock held. */
+static int ensure_workers(int want)
+{
+    while (pool.started < want) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        worker_start_generation[pool.started] = pool.generation;
+        int rc = pthread_create(&t, &attr, worker_main, (void *)(intptr_t)pool.started);
+        pthread_attr_destroy(&attr);
+        if (rc != 0)
+            break;
+        pool.started++;
+    }
+    return pool.started;
+}
+
+void fa_parallel_for(int64_t n, int64_t grain, int threads, fa_range_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return;
+    if (grain < 1)
+        grain = 1;
+    int64_t chunks = (n + grain - 1) / grain;
+    int t = threads;
+    if (t > FA_MAX_THREADS)
+        t = FA_MAX_THREADS;
+    if ((int64_t)t > chunks)
+        t = (int)chunks;
+    if (t <= 1 || pthread_mutex_trylock(&submit_lock) != 0) {
+        fn(ctx, 0, n);
+        return;
+    }
+    pthread_once(&atfork_once, install_atfork);
+    pthread_mutex_lock(&pool.lock);
+    int workers = ensure_workers(t - 1);
+    if (workers < t - 1)
+        t = workers + 1;
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n = n;
+    pool.grain = grain;
+    atomic_store(&pool.next, 0);
+    pool.wanted = t - 1;
+    pool.active = t - 1;
+    pool.generation++;
+    pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.lock);
+    run_chunks(fn, ctx, n, grain);
+    pthread_mutex_lock(&pool.lock);
+    while (pool.active > 0)
+        pthread_cond_wait(&pool.done, &pool.lock);
+    pthread_mutex_unlock(&pool.lock);
+    pthread_mutex_unlock(&submit_lock);
+}
+
+/* Below this many elements a call runs on the caller's thread alone: waking a worker costs
+ * about 5-10 us here, the time an elementwise kernel needs for ~30k elements (PyTorch's grain
+ * is 32768 for the same reason). */
+#define FA_PARALLEL_MIN 65536
+/* Each thread gets about 4 chunks (load balance against a busy core), at least 16384
+ * elements each, and chunk starts on 64-element boundaries (whole cache lines). */
+static int64_t elem_grain(int64_t n, int threads)
+{
+    int64_t g = n / ((int64_t)threads * 4);
+    if (g < 16384)
+        g = 16384;
+    return (g + 63) & ~(int64_t)63;
+}
+
+/* ---- elementwise -------------------------------------------------------------------------- */
+
+typedef struct {
+    int op, mode, f64;
+    const void *a, *b;
+    void *o1, *o2;
+    const double *params;
+    const fa_kernels *k;
+} ew_job;
+
+static void ew_range(void *p, int64_t begin, int64_t end)
+{
+    const ew_job *j = p;
+    int64_t n = end - begin;
+    if (j->f64) {
+        const double *a = j->a, *b = j->b;
+        double *o1 = j->o1, *o2 = j->o2;
+        j->k->ew_f64(j->op, j->mode, a + begin, b ? b + begin : NULL, o1 + begin,
+                     o2 ? o2 + begin : NULL, n, j->params);
+    } else {
+        const float *a = j->a, *b = j->b;
+        float *o1 = j->o1, *o2 = j->o2;
+        j->k->ew_f32(j->op, j->mode, a + begin, b ? b + begin : NULL, o1 + begin,
+                     o2 ? o2 + begin : NULL, n, j->params);
+    }
+}
+
+static int elementwise(int f64, int op, int mode, const void *a, const void *b, void *o1,
+                       void *o2, int64_t n, const double *params, int threads)
+{
+    if (op < 0 || op >= FA_OP_COUNT || mode < 0 || mode > 2)
+        return -1;
+    ew_job j = {op, mode, f64, a, b, o1, o2, params, kern()};
+    if (n < FA_PARALLEL_MIN || threads <= 1)
+        ew_range(&j, 0, n);
+    else
+        fa_parallel_for(n, elem_grain(n, threads), threads, ew_range, &j);
+    return 0;
+}
+
+int fa_elementwise_f32(int op, int mode, const float *a, const float *b, float *o1, float *o2,
+                       int64_t n, const double *params, int threads)
+{
+    return elementwise(0, op, mode, a, b, o1, o2, n, params, threads);
+}
+
+int fa_elementwise_f64(int op, int mode, const double *a, const double *b, double *o1,
+                       double *o2, int64_t n, const double *params, int threads)
+{
+    return elementwise(1, op, mode, a, b, o1, o2, n, params, threads);
+}
+
+/* ---- row kernels -------------------------------------------------------------------------- */
+
+static int64_t row_grain(int64_t rows, int64_t cols, int threads)
+{
+    int64_t per_thread = rows / ((int64_t)threads * 4);
+    int64_t min_rows = 16384 / (cols > 0 ? cols : 1);
+    if (per_thread < min_rows)
+        per_thread = min_rows;
+    return per_thread < 1 ? 1 : per_thread;
+}
+
+static int rows_parallel(int64_t rows, int64_t cols, int threads, fa_range_fn fn, void *ctx)
+{
+    if (rows * cols < FA_PARALLEL_MIN || threads <= 1)
+        fn(ctx, 0, rows);
+    else
+        fa_parallel_for(rows, row_grain(rows, cols, threads), threads, fn, ctx);
+    return 0;
+}
+
+typedef struct {
+    int kind, f64;
+    const void *x, *g;
+    void *y;
+    int64_t cols;
+    const fa_kernels *k;
+} rows_job;
+
+static void rows_range(void *p, int64_t begin, int64_t end)
+{
+    const rows_job *j = p;
+    int64_t off = begin * j->cols;
+    if (j->f64)
+        j->k->rows_f64(j->kind, (const double *)j->x + off,
+                       j->g ? (const double *)j->g + off : NULL, (double *)j->y + off,
+                       end - begin, j->cols);
+    else
+        j->k->rows_f32(j->kind, (const float *)j->x + off,
+                       j->g ? (const float *)j->g + off : NULL, (float *)j->y + off,
+                       end - begin, j->cols);
+}
+
+int fa_rows_f32(int kind, const float *x, const float *g, float *y, int64_t rows, int64_t cols,
+                int threads)
+{
+    if (kind < 0 || kind > 3)
+        return -1;
+    rows_job j = {kind, 0, x, g, y, cols, kern()};
+    return rows_parallel(rows, cols, threads, rows_range, &j);
+}
+
+int fa_rows_f64(int kind, const double *x, const double *g, double *y, int64_t rows,
+                int64_t cols, int threads)
+{
+    if (kind < 0 || kind > 3)
+        return -1;
+    rows_job j = {kind, 1, x, g, y, cols, kern()};
+    return rows_parallel(rows, cols, threads, rows_range, &j);
+}
+
+typedef struct {
+    int f64;
+    const void *z;
+    const int64_t *labels;
+    int64_t ignore;
+    void *loss, *grad;
+    int64_t cols;
+    const fa_kernels *k;
+} xent_job;
+
+static void xent_range(void *p, int64_t begin, int64_t end)
+{
+    const xent_job *j = p;
+    int64_t off = begin * j->cols;
+    if (j->f64)
+        j->k->xent_f64((const double *)j->z + off, j->labels + begin, j->ignore,
+                       (double *)j->loss + begin, (double *)j->grad + off, end - begin, j->cols);
+    else
+        j->k->xent_f32((const float *)j->z + off, j->labels + begin, j->ignore,
+                       (float *)j->loss + begin, (float *)j->grad + off, end - begin, j->cols);
+}
+
+int fa_softmax_xent_f32(const float *z, const int64_t *labels, int64_t ignore, float *loss,
+                        float *grad, int64_t rows, int64_t cols, int threads)
+{
+    xent_job j = {0, z, labels, ignore, loss, grad, cols, kern()};
+    return rows_parallel(rows, cols, threads, xent_range, &j);
+}
+
+int fa_softmax_xent_f64(const double *z, const int64_t *labels, int64_t ignore, double *loss,
+                        double *grad, int64_t rows, int64_t cols, int threads)
+{
+    xent_job j = {1, z, labels, ignore, loss, grad, cols, kern()};
+    return rows_parallel(rows, cols, threads, xent_range, &j);
+}
+
+/* ---- bias + activation -------------------------------------------------------------------- */
+
+typedef struct {
+    int op, f64;
+    const void *g, *x, *bias;
+    void *y;
+    int64_t rows, cols, grain;
+    const double *params;
+    double *acc; /* backward: one row of cols doubles per chunk, summed in chunk order */
+    const fa_kernels *k;
+} bias_job;
+
+static void bias_range(void *p, int64_t begin, int64_t end)
+{
+    const bias_job *j = p;
+    int64_t off = begin * j->cols;
+    if (j->f64)
+        j->k->bias_f64(j->op, (const double *)j->x + off, j->bias, (double *)j->y + off,
+                       end - begin, j->cols, j->params);
+    else
+        j->k->bias_f32(j->op, (const float *)j->x + off, j->bias, (float *)j->y + off,
+                       end - begin, j->cols, j->params);
+}
+
+static void bias_bwd_range(void *p, int64_t begin, int64_t end)
+{
+    const bias_job *j = p;
+    int64_t off = begin * j->cols;
+    double *acc = j->acc + (begin / j->grain) * j->cols;
+    if (j->f64)
+        j->k->bias_bwd_f64(j->op, (const double *)j->g + off, (const double *)j->x + off,
+                           j->bias, (double *)j->y + off, acc, end - begin, j->cols, j->params);
+    else
+        j->k->bias_bwd_f32(j->op, (const float *)j->g + off, (const float *)j->x + off,
+                           j->bias, (float *)j->y + off, acc, end - begin, j->cols, j->params);
+}
+
+static int bias_act(int f64, int op, const void *x, const void *bias, void *y, int64_t rows,
+                    int64_t cols, const double *params, int threads)
+{
+    if (op < -1 || op >= FA_OP_COUNT)
+        return -1;
+    bias_job j = {op, f64, NULL, x, bias, y, rows, cols, 0, params, NULL, kern()};
+    return rows_parallel(rows, cols, threads, bias_range, &j);
+}
+
+int fa_bias_act_f32(int op, const float *x, const float *bias, float *y, int64_t rows,
+                    int64_t cols, const double *params, int threads)
+{
+    return bias_act(0, op, x, bias, y, rows, cols, params, threads);
+}
+
+int fa_bias_act_f64(int op, const double *x, const double *bias, double *y, int64_t rows,
+                    int64_t cols, const double *params, int threads)
+{
+    return bias_act(1, op, x, bias, y, rows, cols, params, threads);
+}
+
+static int bias_act_backward(int f64, int op, const void *g, const void *x, const void *bias,
+                             void *gx, void *gb, int64_t rows, int64_t cols,
+                             const double *params, int threads)
+{
+    if (op < -1 || op >= FA_OP_COUNT)
+        return -1;
+    int parallel = rows * cols >= FA_PARALLEL_MIN && threads > 1;
+    int64_t grain = parallel ? row_grain(rows, cols, threads) : (rows > 0 ? rows : 1);
+    int64_t chunks = (rows + grain - 1) / grain;
+    if (chunks < 1)
+        chunks = 1;
+    double *acc = calloc((size_t)(chunks * cols > 0 ? chunks * cols : 1), sizeof(double));
+    if (acc == NULL)
+        return -2;
+    bias_job j = {op, f64, g, x, bias, gx, rows, cols, grain, params, acc, kern()};
+    if (parallel)
+        fa_parallel_for(rows, grain, threads, bias_bwd_range, &j);
+    else
+        bias_bwd_range(&j, 0, rows);
+    for (int64_t c = 1; c < chunks; c++)
+        for (int64_t k = 0; k < cols; k++)
+            acc[k] += acc[c * cols + k];
+    for (int64_t k = 0; k < cols; k++) {
+        if (f64)
+            ((double *)gb)[k] = acc[k];
+        else
+            ((float *)gb)[k] = (float)acc[k];
+    }
+    free(acc);
+    return 0;
+}
+
+int fa_bias_act_backward_f32(int op, const float *g, const float *x, const float *bias,
+                             float *gx, float *gb, int64_t rows, int64_t cols,
+                             const double *params, int threads)
+{
+    return bias_act_backward(0, op, g, x, bias, gx, gb, rows, cols, params, threads);
+}
+
+int fa_bias_act_backward_f64(int op, const double *g, const double *x, const double *bias,
+                             double *gx, double *gb, int64_t rows, int64_t cols,
+                             const double *params, int threads)
+{
+    return bias_act_backward(1, op, g, x, bias, gx, gb, rows, cols, params, threads);
+}
+
+/* ---- maxout (memory-bound: plain loops, compiled for the baseline) ------------------------ */
+
+#define FA_MAXOUT(T, SUF)                                                                     \
+    typedef struct {                                                                          \
+        const T *g, *x;                                                                       \
+        T *y;                                                                                 \
+        int64_t groups, pieces;                                                               \
+    } maxout_job_##SUF;                                                                       \
+    /* Index of the first maximum of v[0..p), or of the first NaN. */                          \
+    static inline int64_t first_max_##SUF(const T *v, int64_t p)                              \
+    {                                                                                         \
+        int64_t best = 0;                                                                     \
+        for (int64_t k = 1; k < p; k++)                                                       \
+            if (v[best] == v[best] && (v[k] > v[best] || v[k] != v[k]))                       \
+                best = k;                                                                     \
+        return best;                                                                          \
+    }                                                                                         \
+    static void maxout_range_##SUF(void *p, int64_t begin, int64_t end)                       \
+    {                                                                                         \
+        const maxout_job_##SUF *j = p;                                                        \
+        int64_t G = j->groups, P = j->pieces;                                                 \
+        if (P == 2) {                                                                         \
+            for (int64_t i = begin * G; i < end * G; i++) {                                   \
+                T a = j->x[2 * i], b = j->x[2 * i + 1];                                       \
+                j->y[i] = (a != a) ? a : ((b > a) | (b != b) ? b : a);                        \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        for (int64_t i = begin * G; i < end * G; i++)                                         \
+            j->y[i] = j->x[i * P + first_max_##SUF(j->x + i * P, P)];                         \
+    }                                                                                         \
+    static void maxout_bwd_range_##SUF(void *p, int64_t begin, int64_t end)                   \
+    {                                                                                         \
+        const maxout_job_##SUF *j = p;                                                        \
+        int64_t G = j->groups, P = j->pieces;                                                 \
+        T *out = j->y;                                                                        \
+        for (int64_t i = begin * G; i < end * G; i++) {                                       \
+            int64_t best = first_max_##SUF(j->x + i * P, P);                                  \
+            for (int64_t k = 0; k < P; k++)                                                   \
+                out[i * P + k] = (T)0;                                                        \
+            out[i * P + best] = j->g[i];                                                      \
+        }                                                                                     \
+    }                                                                                         \
+    int fa_maxout_##SUF(const T *x, T *y, int64_t rows, int64_t groups, int64_t pieces,       \
+                        int threads)                                                          \
+    {                                                                                         \
+        maxout_job_##SUF j = {NULL, x, y, groups, pieces};                                    \
+        return rows_parallel(rows, groups * pieces, threads, maxout_range_##SUF, &j);         \
+    }                                                                                         \
+    int fa_maxout_backward_##SUF(const T *g, const T *x, T *gx, int64_t rows, int64_t groups, \
+                                 int64_t pieces, int threads)                                 \
+    {                                                                                         \
+        maxout_job_##SUF j = {g, x, gx, groups, pieces};                                      \
+        return rows_parallel(rows, groups * pieces, threads, maxout_bwd_range_##SUF, &j);     \
+    }
+
+FA_MAXOUT(float, f32)
+FA_MAXOUT(double, f64)
+
+/* ---- benchmark baselines ------------------------------------------------------------------ */
+
+typedef struct {
+    const char *src;
+    char *dst;
+} copy_job;
+
+static void copy_range(void *p, int64_t begin, int64_t end)
+{
+    const copy_job *j = p;
+    memcpy(j->dst + begin, j->src + begin, (size_t)(end - begin));
+}
+
+int fa_copy(const void *src, void *dst, int64_t nbytes, int threads)
+{
+    copy_job j = {src, dst};
+    if (nbytes < (int64_t)FA_PARALLEL_MIN * 4 || threads <= 1)
+        copy_range(&j, 0, nbytes);
+    else
+        fa_parallel_for(nbytes, elem_grain(nbytes / 4, threads) * 4, threads, copy_range, &j);
+    return 0;
+}
+
+#define FA_ADD(T, SUF)                                                                        \
+    typedef struct {                                                                          \
+        const T *a, *b;                                                                       \
+        T *out;                                                                               \
+    } add_job_##SUF;                                                                          \
+    static void add_range_##SUF(void *p, int64_t begin, int64_t end)                          \
+    {                                                                                         \
+        const add_job_##SUF *j = p;                                                           \
+        for (int64_t i = begin; i < end; i++)                                                 \
+            j->out[i] = j->a[i] + j->b[i];                                                    \
+    }                                                                                         \
+    int fa_add_##SUF(const T *a, const T *b, T *out, int64_t n, int threads)                  \
+    {                                                                                         \
+        add_job_##SUF j = {a, b, out};                                                        \
+        if (n < FA_PARALLEL_MIN || threads <= 1)                                              \
+            add_range_##SUF(&j, 0, n);                                                        \
+        else                                                                                  \
+            fa_parallel_for(n, elem_grain(n, threads), threads, add_range_##SUF, &j);         \
+        return 0;                                                                             \
+    }
+
+FA_ADD(float, f32)
+FA_ADD(double, f64)

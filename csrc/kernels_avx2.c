@@ -1,0 +1,17 @@
+/* The kernels compiled for AVX2 + FMA (Haswell, Zen 1 and later), chosen at load when the CPU
+ * has both. The pragma, not a command-line flag, sets the target, so the rest of the extension
+ * stays baseline and runs anywhere. */
+#include "fa_internal.h"
+#if defined(FA_X86_DISPATCH)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx2,fma")
+#endif
+#define FA_TARGET avx2
+#define FA_TARGET_NAME "avx2"
+#include "fa_kernels.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif

@@ -1,0 +1,16 @@
+/* The kernels compiled for AVX-512 (F, DQ, VL, BW: Skylake-X, Zen 4 and later), with 512-bit
+ * vectors preferred: GCC otherwise keeps 256-bit vectors on AVX-512 targets. */
+#include "fa_internal.h"
+#if defined(FA_X86_DISPATCH)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma"))), apply_to = function)
+#else
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx2,fma,prefer-vector-width=512")
+#endif
+#define FA_TARGET avx512
+#define FA_TARGET_NAME "avx512"
+#include "fa_kernels.inc"
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
+#endif
