@@ -79,7 +79,16 @@ class OpSpec:
 
     def coerce_params(self, values: dict) -> tuple:
         """Return the parameter values in catalogue order, checked."""
+        if values == self._default_values[0]:
+            return self._default_values[1]  # the defaults, checked once
         return tuple(p.coerce(self.name, values[p.name]) for p in self.params)
+
+    def __post_init__(self):
+        defaults = {p.name: p.default for p in self.params}
+        checked = (tuple(p.coerce(self.name, p.default) for p in self.params)
+                   if all(p.default is not REQUIRED for p in self.params) else None)
+        object.__setattr__(self, "_default_values", (defaults if checked is not None else
+                                                     object(), checked))
 
 
 _SELU_ALPHA = 1.6732632423543772848170429916717

@@ -48,6 +48,7 @@ def register_backend(name: str, module: str, cls: str, *, host_preference: int |
         _FACTORIES[name] = (module, cls)
         _instances.pop(name, None)
         _status.pop(name, None)
+        _auto_host_cache.clear()
         if host_preference is not None:
             order = [n for n in _HOST_PREFERENCE if n != name]
             order.insert(host_preference, name)
@@ -150,8 +151,16 @@ def _is_device_array(a) -> bool:
     return hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__")
 
 
+_auto_host_cache: dict = {}
+
+
 def resolve(keyword, op_name: str, probe_array) -> Backend:
     """The backend that runs op_name for this call."""
+    if keyword is None and ENV_BACKEND == AUTO and not getattr(_local, "stack", None):
+        # The common case, kept short: a small call costs a few microseconds in all.
+        cached = _auto_host_cache.get(op_name)
+        if cached is not None and not _is_device_array(probe_array):
+            return cached
     if keyword is not None:
         name, origin = _check_name(keyword, "backend= keyword"), "backend= keyword"
     else:
@@ -164,6 +173,7 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
     for candidate in _HOST_PREFERENCE:
         instance, available, _ = _load(candidate)
         if available and instance.has_kernel(op_name):
+            _auto_host_cache[op_name] = instance
             return instance
     raise BackendUnavailable(f"no backend has a kernel for {op_name!r}")  # numpy has all
 

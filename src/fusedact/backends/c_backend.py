@@ -60,6 +60,7 @@ class CBackend(Backend):
     def __init__(self):
         self.lib = self.ffi = None
         self._ids = {}
+        self._ew_call = {}  # (spec name, params) -> (op id, cffi double[4])
 
     # ---- setup -------------------------------------------------------------------------
     def probe(self):
@@ -111,31 +112,60 @@ class CBackend(Backend):
     def _kernel(self, name, dtype):
         return getattr(self.lib, f"{name}_{'f32' if dtype == np.float32 else 'f64'}")
 
+    def _op_and_params(self, spec, params):
+        key = (spec.name, params)
+        hit = self._ew_call.get(key)
+        if hit is None:
+            hit = (self._ids[_c_op_name(spec, params)],
+                   self.ffi.new("double[4]", _param_block(spec, params)))
+            if len(self._ew_call) < 4096:  # parameters are usually a handful of constants
+                self._ew_call[key] = hit
+        return hit
+
     def _elementwise(self, mode, spec, params, outs, inputs):
         """Run one elementwise kernel over flat buffers in the outputs' memory order (C or
         Fortran); inputs in another layout are copied into it, and outputs that are not
         contiguous get scratch arrays copied back afterwards."""
+        op, block = self._op_and_params(spec, params)
+        f32 = outs[0].dtype == np.float32
+        fn = self.lib.fa_elementwise_f32 if f32 else self.lib.fa_elementwise_f64
+        ctype = "float[]" if f32 else "double[]"
+        from_buffer, null = self.ffi.from_buffer, self.ffi.NULL
         if all(o.flags.c_contiguous for o in outs):
             order, targets = "C", outs
         elif all(o.flags.f_contiguous for o in outs):
             order, targets = "F", outs
         else:
             order, targets = "C", [np.empty(o.shape, o.dtype) for o in outs]
-        contiguous = "c_contiguous" if order == "C" else "f_contiguous"
-        flat_in = [(a if getattr(a.flags, contiguous) else np.array(a, order=order))
-                   .ravel(order=order) for a in inputs]
-        flat_out = [t.ravel(order=order) for t in targets]
-        null = self.ffi.NULL
-        self._kernel("fa_elementwise", outs[0].dtype)(
-            self._ids[_c_op_name(spec, params)], mode, self._ptr(flat_in[0]),
-            self._ptr(flat_in[1]) if len(flat_in) > 1 else null, self._ptr(flat_out[0], True),
-            self._ptr(flat_out[1], True) if len(flat_out) > 1 else null, flat_out[0].size,
-            _param_block(spec, params), _threads.get_num_threads())
+        flat_in = []
+        for a in inputs:
+            if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
+                a = np.array(a, order=order)
+            flat_in.append(from_buffer(ctype, a.ravel(order=order)))  # a 1-D view
+        flat_out = [from_buffer(ctype, t.ravel(order=order), require_writable=True)
+                    for t in targets]
+        fn(op, mode, flat_in[0], flat_in[1] if len(flat_in) > 1 else null, flat_out[0],
+           flat_out[1] if len(flat_out) > 1 else null, outs[0].size, block,
+           _threads.get_num_threads())
         for o, t in zip(outs, targets):
             if t is not o:
                 o[...] = t
 
     def elementwise(self, spec, x, params, out):
+        if x.flags.c_contiguous and out.flags.c_contiguous:  # the common case, kept short
+            op, block = self._op_and_params(spec, params)
+            ffi = self.ffi
+            if out.dtype == np.float32:
+                self.lib.fa_elementwise_f32(
+                    op, 0, ffi.from_buffer("float[]", x), ffi.NULL,
+                    ffi.from_buffer("float[]", out, require_writable=True), ffi.NULL, out.size,
+                    block, _threads.get_num_threads())
+            else:
+                self.lib.fa_elementwise_f64(
+                    op, 0, ffi.from_buffer("double[]", x), ffi.NULL,
+                    ffi.from_buffer("double[]", out, require_writable=True), ffi.NULL,
+                    out.size, block, _threads.get_num_threads())
+            return
         self._elementwise(0, spec, params, (out,), (x,))
 
     def elementwise_backward(self, spec, grad, saved, params, out):
