@@ -470,6 +470,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="throughput vs size per op, with the copy line as the roofline")
+    parser.add_argument("--markdown", metavar="FILE.md",
+                        help="also write the tables, with the machine and command, as Markdown")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
@@ -496,4 +498,15 @@ def main(argv=None) -> int:
     if args.plot:
         plot(results, args.plot)
         print(f"plot written to {args.plot}")
+    if args.markdown:
+        command = "python -m fusedact bench " + " ".join(argv if argv is not None else sys.argv[2:])
+        with open(args.markdown, "w") as fh:
+            fh.write(f"# Benchmarks\n\nMachine: {machine_line(threads)}\n\n"
+                     f"Regenerate with `{command.strip()}`.\n\nMedian of {args.repeats} rounds "
+                     "per cell; % copy BW = time of a copy of the same arrays on the same number "
+                     "of threads (1 read + 1 write forward, 2 reads + 1 write backward) / time "
+                     "of the op.\n")
+            fh.write(format_tables(results) + "\n")
+            if args.plot:
+                fh.write(f"\n![throughput vs size]({os.path.basename(args.plot)})\n")
     return 0
