@@ -12,7 +12,7 @@ import pytest
 
 import fusedact
 from fusedact import ELEMENTWISE_OPS
-from conftest import param_sets
+from cases import param_sets
 
 if "c" not in fusedact.available_backends():
     pytest.skip(f"the C backend is unavailable: {fusedact.backend_status()['c'][1]}",

@@ -7,7 +7,7 @@ import pytest
 
 import fusedact
 import reference as ref
-from conftest import adversarial, elementwise_cases, finite_sample, FLOAT_DTYPES
+from cases import adversarial, elementwise_cases, finite_sample, FLOAT_DTYPES
 from fusedact import OPS
 
 # SPEC section 5: forward within 3 ULP, backward within 4 mixed units.

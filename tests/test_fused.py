@@ -8,7 +8,7 @@ from scipy import special
 
 import fusedact
 import reference as ref
-from conftest import elementwise_cases
+from cases import elementwise_cases
 from fusedact import OPS
 
 

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 import fusedact
-from conftest import HOST_BACKENDS
+from cases import HOST_BACKENDS
 
 
 def test_eight_threads_all_ops_all_backends():

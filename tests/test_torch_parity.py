@@ -12,7 +12,7 @@ import pytest
 
 import fusedact
 import reference as ref
-from conftest import elementwise_cases
+from cases import elementwise_cases
 from fusedact import OPS
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed (pip install torch)")

@@ -1,1 +1,0 @@
-"""pytest-benchmark suite settings: the package's contenders table drives every benchmark."""
