@@ -417,34 +417,52 @@ def _fmt(v):
     return "-" if v != v else f"{v:.2f}"
 
 
+# One colour per contender in every panel (the default cycle restarts per axis).
+_COLORS = {"fusedact[c]": "tab:blue", "fusedact[numba]": "tab:cyan",
+           "fusedact[numpy]": "tab:orange", NAIVE: "tab:green", "torch": "tab:red",
+           "scipy expit": "tab:purple", "scipy softmax": "tab:purple",
+           "scipy log_softmax": "tab:purple", "exp-based tanh": "tab:brown"}
+
+
 def plot(results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # One panel per op and direction, for one dtype (float32 when measured): 46 panels
+    # already; both dtypes would double the figure.
+    dtypes = sorted({r["dtype"] for r in results})
+    dtype = "float32" if "float32" in dtypes else dtypes[0]
+    results = [r for r in results if r["dtype"] == dtype]
     keys = sorted({(r["op"], r["direction"], r["dtype"]) for r in results})
-    cols = 4
+    cols = 6
     rows = math.ceil(len(keys) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), squeeze=False)
     for ax, key in zip(axes.ravel(), keys):
         sel = [r for r in results if (r["op"], r["direction"], r["dtype"]) == key]
         for label in sorted({r["contender"] for r in sel}):
             pts = sorted((r["n"], r["gelem_per_s"]) for r in sel if r["contender"] == label)
-            style = dict(color="black", linestyle="--", linewidth=2) if label == COPY else {}
+            style = dict(color="black", linestyle="--", linewidth=2) if label == COPY else \
+                dict(color=_COLORS.get(label, "gray"))
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label, **style)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(" ".join(key), fontsize=9)
-        ax.set_xlabel("elements")
-        ax.set_ylabel("Gelem/s")
+        ax.set_title(" ".join(key), fontsize=8)
+        ax.tick_params(labelsize=6)
         ax.grid(True, which="both", alpha=0.3)
     for ax in axes.ravel()[len(keys):]:
         ax.axis("off")
-    handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=90)
+    legend = {}
+    for ax in axes.ravel()[:len(keys)]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
+    fig.legend(handles, labels, loc="upper center", ncol=8, fontsize=8)
+    fig.supxlabel("elements")
+    fig.supylabel("Gelem/s (log)")
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 
