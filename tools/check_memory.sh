@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-/tmp/fusedact-asan-venv}
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --upgrade pip
-"$VENV/bin/pip" install --quiet numpy scipy cffi setuptools wheel pytest pytest-benchmark mpmath
+"$VENV/bin/pip" install --quiet numpy scipy cffi "setuptools>=77" wheel pytest pytest-benchmark mpmath
 rm -rf build
 FUSEDACT_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g" \
 LDFLAGS="-fsanitize=address,undefined" \
