@@ -107,6 +107,10 @@ def test_parameter_validation(backend):
         fusedact.leaky_relu(np.ones(2), negative_slope="big", backend=backend)
     np.testing.assert_allclose(fusedact.leaky_relu(np.array([-2.0]), np.float32(0.5),
                                                    backend=backend), [-1.0])
+    with pytest.raises(ValueError, match="alpha must not be 0"):
+        fusedact.celu(np.ones(2), alpha=0.0, backend=backend)
+    with pytest.raises(ValueError, match="beta must not be 0"):
+        fusedact.softplus_backward(np.ones(2), np.ones(2), beta=0, backend=backend)
 
 
 def test_no_runtime_warnings_and_inputs_untouched(backend):

@@ -28,6 +28,7 @@ class Param:
     choices: tuple = ()  # non-empty for string-valued parameters
     doc: str = ""
     kind: str = "float"  # "float", "int" or "choice" (inferred from choices)
+    nonzero: bool = False  # the op divides by it (celu's alpha, softplus's beta)
 
     def coerce(self, op_name: str, value):
         """Check one value of this parameter and return it as the kernels want it."""
@@ -44,11 +45,14 @@ class Param:
         if isinstance(value, (bool, str, bytes)) or value is None:
             raise TypeError(f"{op_name}: {self.name} must be a real number, got {value!r}")
         try:
-            return float(value)
+            number = float(value)
         except (TypeError, ValueError):
             raise TypeError(
                 f"{op_name}: {self.name} must be a real number, got {value!r}"
             ) from None
+        if self.nonzero and number == 0.0:
+            raise ValueError(f"{op_name}: {self.name} must not be 0 (the formula divides by it)")
+        return number
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ _add(OpSpec("selu", ELEMENTWISE, "l*elu(x, a0)", "l*(x>0 ? 1 : a0 e^x)",
             domain=(-40.0, 4.0)))
 _add(OpSpec("celu", ELEMENTWISE, "max(0,x)+min(0,a(e^(x/a)-1))", "x>0 ? 1 : e^(x/a)",
             "np.maximum(x, 0) + np.minimum(0, np.exp(x) - 1)",
-            params=(Param("alpha", 1.0),), domain=(-40.0, 4.0)))
+            params=(Param("alpha", 1.0, nonzero=True),), domain=(-40.0, 4.0)))
 _add(OpSpec("silu", ELEMENTWISE, "x sigmoid(x)", "s(1+x(1-s))", "x / (1 + np.exp(-x))",
             domain=(-100.0, 30.0)))
 _add(OpSpec("swish", ELEMENTWISE, "x sigmoid(b x)", "s(1+b x(1-s)), s = sigmoid(b x)",
@@ -139,7 +143,8 @@ _add(OpSpec("gelu", ELEMENTWISE, "x Phi(x) (or the tanh form)", "Phi(x) + x phi(
             domain=(-40.0, 10.0)))
 _add(OpSpec("softplus", ELEMENTWISE, "b x > thr ? x : log1p(e^(b x))/b",
             "b x > thr ? 1 : sigmoid(b x)", "np.log1p(np.exp(x))",
-            params=(Param("beta", 1.0), Param("threshold", 20.0)), domain=(-105.0, 25.0)))
+            params=(Param("beta", 1.0, nonzero=True), Param("threshold", 20.0)),
+            domain=(-105.0, 25.0)))
 _add(OpSpec("logsigmoid", ELEMENTWISE, "-softplus(-x)", "sigmoid(-x)",
             "-np.log1p(np.exp(-x))", domain=(-40.0, 105.0)))
 _add(OpSpec("hardsigmoid", ELEMENTWISE, "relu6(x+3)/6", "-3<x<3 ? 1/6 : 0",
