@@ -1,0 +1,586 @@
+"""Scalar math and op formulas for the ``numba`` backend, the C kernels' float64 path
+(csrc/fa_math.inc, csrc/fa_ops.inc) in Numba: the same algorithms and the same generated
+coefficients (``fusedact._coeffs``), so the two compiled backends agree.
+
+Every function evaluates in float64 (float32 inputs are widened by the loops, so float32
+results carry only the final rounding). Bit manipulation goes through two LLVM bitcast
+intrinsics, which the loop vectoriser handles like any other instruction. Import this module
+only through the backend: importing it compiles nothing, but it imports Numba.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from .._catalogue import SELU_ALPHA, SELU_SCALE
+from .._coeffs import ERFC_CHEB_F64, ERFC_K
+
+# fastmath only for contraction (a*b+c -> fma): it cannot change NaN/inf behaviour.
+jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
+
+LOG2E = 1.4426950408889634
+LN2_HI = 6.93147180369123816490e-01
+LN2_LO = 1.90821492927058770002e-10
+MAGIC = 6755399441055744.0  # 1.5 * 2**52
+MAGIC_BITS = np.uint64(0x4338000000000000)
+EXP_LO = -1400.0
+EXP_HI = 710.0
+EXP_LITE_LO = -708.39641853226408
+INF = math.inf
+U1023 = np.uint64(1023)
+U52 = np.uint64(52)
+ERFC_C = tuple(ERFC_CHEB_F64)
+# Clenshaw and Horner walk the coefficients from the top.
+ERFC_C_REVERSED = tuple(reversed(ERFC_C[1:]))
+ERF_TAYLOR = (1.0, -1.0 / 3, 1.0 / 10, -1.0 / 42, 1.0 / 216, -1.0 / 1320, 1.0 / 9360,
+              -1.0 / 75600, 1.0 / 685440, -1.0 / 6894720, 1.0 / 76204800, -1.0 / 918086400,
+              1.0 / 11975040000.0, -1.0 / 168129561600.0)
+ERF_TAYLOR_REVERSED = tuple(reversed(ERF_TAYLOR[:13]))
+RSQRT2_HI = 0.7071067811865476
+RSQRT2_LO = -4.833646656726457e-17
+TWO_K = 1.5957691216057308  # 2 sqrt(2/pi)
+TWO_K_LO = -9.96930880911092e-17
+GELU_C = 0.044715
+GELU_C_LO = 2.1960211427085595e-18
+INV_SQRT_2PI = 0.3989422804014327
+
+
+@intrinsic
+def _bits(typingctx, x):
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.uint64(types.float64), codegen
+
+
+@intrinsic
+def _from_bits(typingctx, b):
+    if b != types.uint64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return types.float64(types.uint64), codegen
+
+
+@jit
+def fmin(a, b):  # NaN in a stays
+    return b if b < a else a
+
+
+@jit
+def fmax(a, b):
+    return b if b > a else a
+
+
+@jit
+def clamp(x, lo, hi):
+    return fmin(fmax(x, lo), hi)
+
+
+@jit
+def exp_poly(r):
+    """e^r on |r| <= ln2/2: Taylor degree 13 (truncation 6e-18 relative)."""
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    return p * r + 1.0
+
+
+@jit
+def pow2_from_t(t):
+    """2^k from t = x log2e + 1.5*2^52, whose low mantissa bits hold k."""
+    return _from_bits((_bits(t) + U1023) << U52)
+
+
+@jit
+def pow2(k):
+    return pow2_from_t(k + MAGIC)
+
+
+@jit
+def exp_lite_neg(x):
+    """e^x for x <= 0 or NaN, flushing results under the smallest normal to 0."""
+    under = x < EXP_LITE_LO
+    xc = EXP_LITE_LO if under else x
+    t = xc * LOG2E + MAGIC
+    k = t - MAGIC
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    e = exp_poly(r) * pow2_from_t(t)
+    return 0.0 if under else e
+
+
+@jit
+def exp_lite(x):
+    xc = clamp(x, EXP_LITE_LO, EXP_HI)
+    t = xc * LOG2E + MAGIC
+    k = t - MAGIC
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    e = exp_poly(r) * pow2_from_t(t)
+    return 0.0 if x < EXP_LITE_LO else e
+
+
+@jit
+def exp_parts(x):
+    """(p, s1, s2) with e^x = (p s1) s2, both scales normal, for x clamped to [-1400, 710]."""
+    xc = clamp(x, EXP_LO, EXP_HI)
+    t = xc * LOG2E + MAGIC
+    k = t - MAGIC
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    k1 = (k * 0.5 + MAGIC) - MAGIC
+    return exp_poly(r), pow2(k1), pow2(k - k1)
+
+
+@jit
+def exp(x):
+    p, s1, s2 = exp_parts(x)
+    return (p * s1) * s2
+
+
+@jit
+def expm1(x):
+    """e^x - 1 for x <= 44, accurate near 0: 2^k q + (2^k - 1), q = e^r - 1."""
+    xc = clamp(x, -60.0, 44.0)
+    t = xc * LOG2E + MAGIC
+    k = t - MAGIC
+    r = (xc - k * LN2_HI) - k * LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    q = r + (r * r) * p
+    s = pow2_from_t(t)
+    return s * q + (s - 1.0)
+
+
+@jit
+def log1p_unit(u):
+    """log(1 + u) for u in [0, 1] (fdlibm's method; see csrc/fa_math.inc)."""
+    w = 1.0 + u
+    big = w > 1.41421356237309504880
+    m = w * 0.5 if big else w
+    k = 1.0 if big else 0.0
+    c = (u - (w - 1.0)) / w
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    R = 2.0 / 25.0
+    R = R * z + 2.0 / 23.0
+    R = R * z + 2.0 / 21.0
+    R = R * z + 2.0 / 19.0
+    R = R * z + 2.0 / 17.0
+    R = R * z + 2.0 / 15.0
+    R = R * z + 2.0 / 13.0
+    R = R * z + 2.0 / 11.0
+    R = R * z + 2.0 / 9.0
+    R = R * z + 2.0 / 7.0
+    R = R * z + 2.0 / 5.0
+    R = R * z + 2.0 / 3.0
+    R = R * z
+    hfsq = 0.5 * f * f
+    return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)
+
+
+@jit
+def tanh(x):
+    a = fmin(abs(x) * 2.0, 44.0)
+    e = expm1(a)
+    return math.copysign(e / (e + 2.0), x)
+
+
+@jit
+def two_prod_err(a, b, p):
+    """a * b - p exactly, p = a * b rounded (Dekker with Veltkamp halves)."""
+    ca = a * 134217729.0
+    cb = b * 134217729.0
+    ah = ca - (ca - a)
+    bh = cb - (cb - b)
+    al = a - ah
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@jit
+def two_sum_err(a, b, s):
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)
+
+
+@jit
+def nan_or(s, v):
+    return s if s != s else v
+
+
+# ---- the ops: fwd(x, p0, p1, p3) and der(saved, p0, p1, p3); p3 is unused in float64 ----
+@jit
+def sigmoid_fwd(x, p0, p1, p3):
+    e = exp_lite_neg(-abs(x))
+    num = 1.0 if x >= 0.0 else e
+    return num / (1.0 + e)
+
+
+@jit
+def sigmoid_der(y, p0, p1, p3):
+    return y * (1.0 - y)
+
+
+@jit
+def tanh_fwd(x, p0, p1, p3):
+    return tanh(x)
+
+
+@jit
+def tanh_der(y, p0, p1, p3):
+    return (1.0 - y) * (1.0 + y)
+
+
+@jit
+def relu_fwd(x, p0, p1, p3):
+    return 0.0 if x <= 0.0 else x
+
+
+@jit
+def relu_der(y, p0, p1, p3):
+    return nan_or(y, 1.0 if y > 0.0 else 0.0)
+
+
+@jit
+def leaky_relu_fwd(x, p0, p1, p3):
+    return x if x > 0.0 else x * p0
+
+
+@jit
+def leaky_relu_der(x, p0, p1, p3):
+    return nan_or(x, 1.0 if x > 0.0 else p0)
+
+
+@jit
+def relu6_fwd(x, p0, p1, p3):
+    t = 0.0 if x <= 0.0 else x
+    return 6.0 if t > 6.0 else t
+
+
+@jit
+def relu6_der(x, p0, p1, p3):
+    return nan_or(x, 1.0 if (x > 0.0 and x < 6.0) else 0.0)
+
+
+@jit
+def hardtanh_fwd(x, p0, p1, p3):
+    return clamp(x, p0, p1)
+
+
+@jit
+def hardtanh_der(x, p0, p1, p3):
+    return nan_or(x, 1.0 if (x > p0 and x < p1) else 0.0)
+
+
+@jit
+def elu_fwd(x, p0, p1, p3):
+    return x if x > 0.0 else p0 * expm1(fmin(x, 0.0))
+
+
+@jit
+def elu_der(x, p0, p1, p3):
+    return 1.0 if x > 0.0 else p0 * exp_lite_neg(fmin(x, 0.0))
+
+
+@jit
+def selu_fwd(x, p0, p1, p3):
+    return SELU_SCALE * x if x > 0.0 else (SELU_SCALE * SELU_ALPHA) * expm1(fmin(x, 0.0))
+
+
+@jit
+def selu_der(x, p0, p1, p3):
+    return SELU_SCALE if x > 0.0 else (SELU_SCALE * SELU_ALPHA) * exp_lite_neg(fmin(x, 0.0))
+
+
+@jit
+def celu_fwd(x, p0, p1, p3):
+    return x if x > 0.0 else p0 * expm1(fmin(x, 0.0) / p0)
+
+
+@jit
+def celu_der(x, p0, p1, p3):
+    return 1.0 if x > 0.0 else exp_lite(fmin(x, 0.0) / p0)
+
+
+@jit
+def silu_fwd(x, p0, p1, p3):
+    p, s1, s2 = exp_parts(-abs(x))
+    e = (p * s1) * s2
+    num = x if x >= 0.0 else ((x * p) * s1) * s2
+    y = num / (1.0 + e)
+    return math.copysign(0.0, x) if x < EXP_LO else y
+
+
+@jit
+def silu_der(x, p0, p1, p3):
+    e = exp_lite_neg(-abs(x))
+    d = 1.0 + e
+    s = 1.0 / d if x >= 0.0 else e / d
+    oms = e / d if x >= 0.0 else 1.0 / d
+    xc = clamp(x, EXP_LO, -EXP_LO)
+    return s * (1.0 + xc * oms)
+
+
+@jit
+def swish_fwd(x, p0, p1, p3):
+    beta = p0
+    bx = beta * x
+    xs = clamp(x, -1e300, 1e300)
+    err = two_prod_err(beta, xs, beta * xs)
+    err = err if abs(xs) < 1e290 else 0.0
+    p, s1, s2 = exp_parts(-abs(bx))
+    e = (p * s1) * s2
+    d = 1.0 + e
+    if bx >= 0.0:
+        y = (x / d) * (1.0 + err * (e / d))
+    else:
+        y = ((((x * p) * s1) * s2) / d) * (1.0 + err / d)
+    y = 0.5 * x if beta == 0.0 else y
+    return math.copysign(0.0, x) if bx < EXP_LO else y
+
+
+@jit
+def swish_der(x, p0, p1, p3):
+    bx = 0.0 if p0 == 0.0 else p0 * x
+    e = exp_lite_neg(-abs(bx))
+    d = 1.0 + e
+    s = 1.0 / d if bx >= 0.0 else e / d
+    oms = e / d if bx >= 0.0 else 1.0 / d
+    bxc = clamp(bx, EXP_LO, -EXP_LO)
+    return s * (1.0 + bxc * oms)
+
+
+@jit
+def mish_fwd(x, p0, p1, p3):
+    xe = fmin(x, 40.0)
+    p, s1, s2 = exp_parts(xe)
+    e = (p * s1) * s2
+    ep2 = e + 2.0
+    n = e * ep2
+    y = ((((xe * p) * s1) * s2) * ep2) / (n + 2.0)
+    y = x if x > 40.0 else y
+    return math.copysign(0.0, x) if x < EXP_LO else y
+
+
+@jit
+def mish_der(x, p0, p1, p3):
+    xc = clamp(x, EXP_LO, 40.0)
+    e = exp_lite(xc)
+    n = e * (e + 2.0)
+    np2 = n + 2.0
+    t = n / np2
+    s = e / (1.0 + e)
+    return t + xc * s * ((2.0 / np2) * (1.0 + t))
+
+
+def _straight_line(name, body_lines):
+    """A jitted function from generated straight-line code: a loop over a coefficient tuple
+    (indexed or literal_unroll'ed) kept the gelu loop scalar, 0.02 Gelem/s."""
+    namespace = {}
+    exec("def %s(t):\n    " % name + "\n    ".join(body_lines), namespace)  # noqa: S102
+    return njit(inline="always", fastmath={"contract"}, error_model="numpy")(namespace[name])
+
+
+_lines = ["t2 = t + t", "b1 = 0.0", "b2 = 0.0"]
+for _c in ERFC_C_REVERSED:
+    _lines += [f"b0 = t2 * b1 - b2 + {_c!r}", "b2 = b1", "b1 = b0"]
+_lines.append(f"return t * b1 - b2 + {ERFC_C[0]!r}")
+_clenshaw_erfc = _straight_line("_clenshaw_erfc", _lines)
+_lines = [f"q = {ERF_TAYLOR[13]!r}"] + [f"q = q * t + {_c!r}" for _c in ERF_TAYLOR_REVERSED]
+_lines.append("return q")
+_erf_series = _straight_line("_erf_series", _lines)
+
+
+@jit
+def erfc_parts(z):
+    """erfc(z), z >= 0, as (head, p, s1, s2, dlog): erfc = ((head p) s1) s2 (fa_ops.inc)."""
+    t = (z - ERFC_K) / (z + ERFC_K)
+    y = _clenshaw_erfc(t)
+    sq_hi = z * z
+    sq_lo = two_prod_err(z, z, sq_hi)
+    opz = 1.0 + 2.0 * z
+    head = (y / opz) * (1.0 - sq_lo)
+    p, s1, s2 = exp_parts(-sq_hi)
+    dlog = 2.0 * opz / (y * 1.7724538509055160273)
+    return head, p, s1, s2, dlog
+
+
+@jit
+def gelu_parts(x):
+    xs = clamp(x, -60.0, 60.0)
+    zh = xs * RSQRT2_HI
+    zl = two_prod_err(xs, RSQRT2_HI, zh) + xs * RSQRT2_LO
+    az = fmin(abs(zh), 40.0)
+    h, p, s1, s2, dlog = erfc_parts(az)
+    delta = -zl if zh < 0.0 else zl
+    return 0.5 * h * (1.0 - delta * dlog), p, s1, s2
+
+
+@jit
+def erf_small(z):
+    return (z * 1.1283791670955126) * _erf_series(z * z)
+
+
+@jit
+def gelu_fwd(x, p0, p1, p3):
+    head, p, s1, s2 = gelu_parts(x)
+    lower = ((head * p) * s1) * s2
+    y = (((x * head) * p) * s1) * s2 if x < 0.0 else x * (1.0 - lower)
+    hx = 0.5 * x
+    small = hx * erf_small(x * RSQRT2_HI) + hx
+    y = small if abs(x) < 0.7 else y
+    return math.copysign(0.0, x) if x < -56.0 else y
+
+
+@jit
+def gelu_der(x, p0, p1, p3):
+    head, p, s1, s2 = gelu_parts(x)
+    lower = ((head * p) * s1) * s2
+    xc = clamp(x, -60.0, 60.0)
+    cdf = lower if x < 0.0 else 1.0 - lower
+    return cdf + ((xc * INV_SQRT_2PI * p) * s1) * s2
+
+
+@jit
+def gelu_tanh_fwd(x, p0, p1, p3):
+    xc = clamp(x, -30.0, 30.0)
+    xx = xc * xc
+    xx_e = two_prod_err(xc, xc, xx)
+    x3 = xx * xc
+    x3_e = two_prod_err(xx, xc, x3) + xx_e * xc
+    cx3 = GELU_C * x3
+    cx3_e = two_prod_err(GELU_C, x3, cx3) + GELU_C * x3_e + GELU_C_LO * x3
+    inner = xc + cx3
+    in_e = two_sum_err(xc, cx3, inner) + cx3_e
+    u2 = inner * TWO_K
+    err = two_prod_err(inner, TWO_K, u2) + TWO_K * in_e + TWO_K_LO * inner
+    p, s1, s2 = exp_parts(-abs(u2))
+    e = (p * s1) * s2
+    d = 1.0 + e
+    if u2 >= 0.0:
+        y = (x / d) * (1.0 + err * (e / d))
+    else:
+        y = ((((x * p) * s1) * s2) / d) * (1.0 + err / d)
+    y = x if x > 30.0 else y
+    return math.copysign(0.0, x) if x < -30.0 else y
+
+
+@jit
+def gelu_tanh_der(x, p0, p1, p3):
+    xc = clamp(x, -30.0, 30.0)
+    u2 = TWO_K * (xc + GELU_C * xc * xc * xc)
+    e = exp_lite_neg(-abs(u2))
+    d = 1.0 + e
+    s = 1.0 / d if u2 >= 0.0 else e / d
+    oms = e / d if u2 >= 0.0 else 1.0 / d
+    return s + xc * s * oms * TWO_K * (1.0 + 3.0 * GELU_C * xc * xc)
+
+
+@jit
+def softplus_fwd(x, p0, p1, p3):
+    beta = p0
+    bx = x * beta
+    xs = clamp(x, -1e300, 1e300)
+    err = two_prod_err(xs, beta, xs * beta)
+    err = err if abs(xs) < 1e290 else 0.0
+    e = exp(-abs(bx))
+    sig = 1.0 / (1.0 + e) if bx >= 0.0 else e / (1.0 + e)
+    sp = fmax(bx, 0.0) + (log1p_unit(e) + err * sig)
+    return x if bx > p1 else sp / beta
+
+
+@jit
+def softplus_der(x, p0, p1, p3):
+    bx = x * p0
+    e = exp_lite_neg(-abs(bx))
+    sig = 1.0 / (1.0 + e) if bx >= 0.0 else e / (1.0 + e)
+    return 1.0 if bx > p1 else sig
+
+
+@jit
+def logsigmoid_fwd(x, p0, p1, p3):
+    return fmin(x, 0.0) - log1p_unit(exp(-abs(x)))
+
+
+@jit
+def logsigmoid_der(x, p0, p1, p3):
+    return sigmoid_fwd(-x, p0, p1, p3)
+
+
+@jit
+def hardsigmoid_fwd(x, p0, p1, p3):
+    return relu6_fwd(x + 3.0, p0, p1, p3) / 6.0
+
+
+@jit
+def hardsigmoid_der(x, p0, p1, p3):
+    return nan_or(x, 1.0 / 6.0 if (x > -3.0 and x < 3.0) else 0.0)
+
+
+@jit
+def hardswish_fwd(x, p0, p1, p3):
+    return 0.0 if x <= -3.0 else x * (relu6_fwd(x + 3.0, p0, p1, p3) / 6.0)
+
+
+@jit
+def hardswish_der(x, p0, p1, p3):
+    d = 0.0 if x <= -3.0 else (x / 3.0 + 0.5 if x < 3.0 else 1.0)
+    return nan_or(x, d)
+
+
+@jit
+def softsign_fwd(x, p0, p1, p3):
+    a = abs(x)
+    return math.copysign(1.0, x) if a == INF else x / (1.0 + a)
+
+
+@jit
+def softsign_der(x, p0, p1, p3):
+    a = 1.0 + abs(x)
+    return 1.0 / (a * a)
+
+
+@jit
+def pw(g, d):
+    """Piecewise-linear backward: select, so an inf/NaN grad in a flat region gives 0."""
+    return 0.0 if d == 0.0 else g * d
+
+
+@jit
+def exp_shifted(x, m):
+    """e^(x - m) with the rounding error of x - m applied to first order."""
+    d = x - m
+    err = two_sum_err(x, -m, d)
+    err = err if abs(d) < INF else 0.0
+    e = exp_lite_neg(d)
+    return e * err + e
