@@ -88,8 +88,8 @@ def clamp(x, lo, hi):
 
 
 @jit
-def exp_poly(r):
-    """e^r on |r| <= ln2/2: Taylor degree 13 (truncation 6e-18 relative)."""
+def exp_tail(r):
+    """e^r = 1 + r + r^2 tail(r) on |r| <= ln2/2 (Taylor to r^13/13!, truncation 6e-18)."""
     p = 1.0 / 6227020800.0
     p = p * r + 1.0 / 479001600.0
     p = p * r + 1.0 / 39916800.0
@@ -101,9 +101,12 @@ def exp_poly(r):
     p = p * r + 1.0 / 120.0
     p = p * r + 1.0 / 24.0
     p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    p = p * r + 1.0
-    return p * r + 1.0
+    return p * r + 0.5
+
+
+@jit
+def exp_poly(r):
+    return (exp_tail(r) * r + 1.0) * r + 1.0
 
 
 @jit
@@ -163,19 +166,7 @@ def expm1(x):
     t = xc * LOG2E + MAGIC
     k = t - MAGIC
     r = (xc - k * LN2_HI) - k * LN2_LO
-    p = 1.0 / 6227020800.0
-    p = p * r + 1.0 / 479001600.0
-    p = p * r + 1.0 / 39916800.0
-    p = p * r + 1.0 / 3628800.0
-    p = p * r + 1.0 / 362880.0
-    p = p * r + 1.0 / 40320.0
-    p = p * r + 1.0 / 5040.0
-    p = p * r + 1.0 / 720.0
-    p = p * r + 1.0 / 120.0
-    p = p * r + 1.0 / 24.0
-    p = p * r + 1.0 / 6.0
-    p = p * r + 0.5
-    q = r + (r * r) * p
+    q = r + (r * r) * exp_tail(r)
     s = pow2_from_t(t)
     return s * q + (s - 1.0)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import _threads
 from .._catalogue import ELEMENTWISE_OPS
+from . import _layout
 from ._base import Backend
 
 _ABI_VERSION = 2
@@ -123,33 +124,19 @@ class CBackend(Backend):
         return hit
 
     def _elementwise(self, mode, spec, params, outs, inputs):
-        """Run one elementwise kernel over flat buffers in the outputs' memory order (C or
-        Fortran); inputs in another layout are copied into it, and outputs that are not
-        contiguous get scratch arrays copied back afterwards."""
+        """Run one elementwise kernel over flat buffers (see _layout.flat_views)."""
         op, block = self._op_and_params(spec, params)
         f32 = outs[0].dtype == np.float32
         fn = self.lib.fa_elementwise_f32 if f32 else self.lib.fa_elementwise_f64
         ctype = "float[]" if f32 else "double[]"
         from_buffer, null = self.ffi.from_buffer, self.ffi.NULL
-        if all(o.flags.c_contiguous for o in outs):
-            order, targets = "C", outs
-        elif all(o.flags.f_contiguous for o in outs):
-            order, targets = "F", outs
-        else:
-            order, targets = "C", [np.empty(o.shape, o.dtype) for o in outs]
-        flat_in = []
-        for a in inputs:
-            if not (a.flags.c_contiguous if order == "C" else a.flags.f_contiguous):
-                a = np.array(a, order=order)
-            flat_in.append(from_buffer(ctype, a.ravel(order=order)))  # a 1-D view
-        flat_out = [from_buffer(ctype, t.ravel(order=order), require_writable=True)
-                    for t in targets]
+        flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
+        flat_in = [from_buffer(ctype, a) for a in flat_in]
+        flat_out = [from_buffer(ctype, t, require_writable=True) for t in flat_out]
         fn(op, mode, flat_in[0], flat_in[1] if len(flat_in) > 1 else null, flat_out[0],
            flat_out[1] if len(flat_out) > 1 else null, outs[0].size, block,
            _threads.get_num_threads())
-        for o, t in zip(outs, targets):
-            if t is not o:
-                o[...] = t
+        _layout.copy_back(outs, targets)
 
     def elementwise(self, spec, x, params, out):
         if x.flags.c_contiguous and out.flags.c_contiguous:  # the common case, kept short
@@ -175,26 +162,9 @@ class CBackend(Backend):
         self._elementwise(2, spec, params, (out_y, out_d), (x,))
 
     # ---- along an axis -------------------------------------------------------------------
-    @staticmethod
-    def _rows(a, axis):
-        """a with `axis` last, as a C-contiguous 2-D array (a copy only if needed)."""
-        moved = np.moveaxis(a, axis, -1)
-        moved = np.ascontiguousarray(moved)
-        return moved.reshape(-1, moved.shape[-1]) if moved.ndim else moved.reshape(1, 1)
-
-    @staticmethod
-    def _rows_out(out, axis):
-        """(2-D C-contiguous target, scratch to copy back into out or None)."""
-        moved = np.moveaxis(out, axis, -1)
-        if moved.flags.c_contiguous:
-            return moved.reshape(-1, moved.shape[-1]), None
-        scratch = np.empty(moved.shape, out.dtype)
-        return scratch.reshape(-1, moved.shape[-1]), scratch
-
-    @staticmethod
-    def _copy_back(out, axis, scratch):
-        if scratch is not None:
-            np.moveaxis(out, axis, -1)[...] = scratch
+    _rows = staticmethod(_layout.rows)
+    _rows_out = staticmethod(_layout.rows_out)
+    _copy_back = staticmethod(_layout.rows_copy_back)
 
     def _row_op(self, kind, x, g, axis, out):
         xr = self._rows(x, axis)

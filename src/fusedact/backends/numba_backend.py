@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import _threads
 from .._catalogue import ELEMENTWISE_OPS
+from . import _layout
 from ._base import Backend
 
 _PARALLEL_MIN = 65536
@@ -64,29 +65,14 @@ class NumbaBackend(Backend):
         else:
             serial(*args)
 
-    @staticmethod
-    def _flat(outs, inputs):
-        if all(o.flags.c_contiguous for o in outs):
-            order, targets = "C", list(outs)
-        elif all(o.flags.f_contiguous for o in outs):
-            order, targets = "F", list(outs)
-        else:
-            order, targets = "C", [np.empty(o.shape, o.dtype) for o in outs]
-        flags = "c_contiguous" if order == "C" else "f_contiguous"
-        flat_in = [(a if getattr(a.flags, flags) else np.array(a, order=order)).ravel(order=order)
-                   for a in inputs]
-        return [t.ravel(order=order) for t in targets], flat_in, targets
-
     def _elementwise(self, mode, spec, params, outs, inputs):
         kernel = "gelu_tanh" if spec.name == "gelu" and params and params[0] == "tanh" else spec.name
         numeric = [float(p) for p in params if not isinstance(p, str)] + [0.0, 0.0]
         p0, p1 = numeric[0], numeric[1]
-        flat_out, flat_in, targets = self._flat(outs, inputs)
+        flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
         loops = self._ew_loops(kernel)[mode]
         self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, 0.0)
-        for o, t in zip(outs, targets):
-            if t is not o:
-                o[...] = t
+        _layout.copy_back(outs, targets)
 
     def elementwise(self, spec, x, params, out):
         self._elementwise(0, spec, params, (out,), (x,))
@@ -98,18 +84,8 @@ class NumbaBackend(Backend):
         self._elementwise(2, spec, params, (out_y, out_d), (x,))
 
     # ---- rows ------------------------------------------------------------------------------
-    @staticmethod
-    def _rows(a, axis):
-        moved = np.ascontiguousarray(np.moveaxis(a, axis, -1))
-        return moved.reshape(-1, moved.shape[-1])
-
-    @staticmethod
-    def _rows_out(out, axis):
-        moved = np.moveaxis(out, axis, -1)
-        if moved.flags.c_contiguous:
-            return moved.reshape(-1, moved.shape[-1]), None
-        scratch = np.empty(moved.shape, out.dtype)
-        return scratch.reshape(-1, moved.shape[-1]), scratch
+    _rows = staticmethod(_layout.rows)
+    _rows_out = staticmethod(_layout.rows_out)
 
     def _row_kernel(self, name):
         key = ("rows", name)
@@ -121,8 +97,7 @@ class NumbaBackend(Backend):
         rows = [self._rows(a, axis) for a in arrays]
         target, scratch = self._rows_out(out, axis)
         self._run(self._row_kernel(name), target.size, *rows, target)
-        if scratch is not None:
-            np.moveaxis(out, axis, -1)[...] = scratch
+        _layout.rows_copy_back(out, axis, scratch)
 
     def softmax(self, x, axis, out):
         self._row_call("softmax", axis, out, x)
@@ -140,15 +115,13 @@ class NumbaBackend(Backend):
         xr = self._rows(x, axis)
         target, scratch = self._rows_out(out, axis)
         self._run(self._row_kernel("maxout"), xr.size, xr, target, pieces)
-        if scratch is not None:
-            np.moveaxis(out, axis, -1)[...] = scratch
+        _layout.rows_copy_back(out, axis, scratch)
 
     def maxout_backward(self, grad, x, pieces, axis, out):
         xr, gr = self._rows(x, axis), self._rows(grad, axis)
         target, scratch = self._rows_out(out, axis)
         self._run(self._row_kernel("maxout_backward"), xr.size, gr, xr, target, pieces)
-        if scratch is not None:
-            np.moveaxis(out, axis, -1)[...] = scratch
+        _layout.rows_copy_back(out, axis, scratch)
 
     def _bias_kernel(self, spec, params, backward):
         kernel = "identity" if spec is None else (

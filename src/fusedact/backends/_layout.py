@@ -1,0 +1,50 @@
+"""Memory arrangement shared by the compiled backends: their kernels walk flat contiguous
+buffers, or C-contiguous rows with the reduction axis last; these helpers build those views
+(copying only when the layout requires it) and put scratch results back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def flat_views(outs, inputs):
+    """(flat outputs, flat inputs, targets) in the outputs' memory order (C or Fortran).
+
+    Inputs in another layout are copied into that order; outputs that are not contiguous get
+    C-ordered scratch targets, which `copy_back` writes into them afterwards."""
+    if all(o.flags.c_contiguous for o in outs):
+        order, targets = "C", list(outs)
+    elif all(o.flags.f_contiguous for o in outs):
+        order, targets = "F", list(outs)
+    else:
+        order, targets = "C", [np.empty(o.shape, o.dtype) for o in outs]
+    contiguous = "c_contiguous" if order == "C" else "f_contiguous"
+    flat_in = [(a if getattr(a.flags, contiguous) else np.array(a, order=order))
+               .ravel(order=order) for a in inputs]  # 1-D views of contiguous memory
+    return [t.ravel(order=order) for t in targets], flat_in, targets
+
+
+def copy_back(outs, targets):
+    for o, t in zip(outs, targets):
+        if t is not o:
+            o[...] = t
+
+
+def rows(a, axis):
+    """a with `axis` last, as a C-contiguous 2-D array (a copy only if needed)."""
+    moved = np.ascontiguousarray(np.moveaxis(a, axis, -1))
+    return moved.reshape(-1, moved.shape[-1])
+
+
+def rows_out(out, axis):
+    """(2-D C-contiguous target with `axis` last, scratch to copy back into out or None)."""
+    moved = np.moveaxis(out, axis, -1)
+    if moved.flags.c_contiguous:
+        return moved.reshape(-1, moved.shape[-1]), None
+    scratch = np.empty(moved.shape, out.dtype)
+    return scratch.reshape(-1, moved.shape[-1]), scratch
+
+
+def rows_copy_back(out, axis, scratch):
+    if scratch is not None:
+        np.moveaxis(out, axis, -1)[...] = scratch
