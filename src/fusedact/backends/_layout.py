@@ -6,6 +6,41 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._catalogue import OPS
+
+
+def kernel_name(spec, params):
+    """The compiled kernel for an op and its parameters (gelu's tanh form is its own kernel)."""
+    if spec.name == "gelu" and params and params[0] == "tanh":
+        return "gelu_tanh"
+    return spec.name
+
+
+def op_traits(kernel):
+    """(piecewise, backward reads y) for a compiled kernel, from the catalogue."""
+    spec = OPS["gelu" if kernel == "gelu_tanh" else kernel]
+    return spec.piecewise, spec.saved == "y"
+
+
+def param_block(params):
+    """The op's numeric parameters as the 4 doubles the compiled kernels read."""
+    values = [float(p) for p in params if not isinstance(p, str)]
+    return values + [0.0] * (4 - len(values))
+
+
+class FlatElementwise:
+    """The three elementwise entry points of a backend whose kernels take a mode
+    (0 forward, 1 backward, 2 forward with derivative) over flat buffers."""
+
+    def elementwise(self, spec, x, params, out):
+        self._elementwise(0, spec, params, (out,), (x,))
+
+    def elementwise_backward(self, spec, grad, saved, params, out):
+        self._elementwise(1, spec, params, (out,), (grad, saved))
+
+    def elementwise_with_derivative(self, spec, x, params, out_y, out_d):
+        self._elementwise(2, spec, params, (out_y, out_d), (x,))
+
 
 def flat_views(outs, inputs):
     """(flat outputs, flat inputs, targets) in the outputs' memory order (C or Fortran).

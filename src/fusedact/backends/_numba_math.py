@@ -333,16 +333,6 @@ def silu_fwd(x, p0, p1, p3):
 
 
 @jit
-def silu_der(x, p0, p1, p3):
-    e = exp_lite_neg(-abs(x))
-    d = 1.0 + e
-    s = 1.0 / d if x >= 0.0 else e / d
-    oms = e / d if x >= 0.0 else 1.0 / d
-    xc = clamp(x, EXP_LO, -EXP_LO)
-    return s * (1.0 + xc * oms)
-
-
-@jit
 def swish_fwd(x, p0, p1, p3):
     beta = p0
     bx = beta * x
@@ -369,6 +359,11 @@ def swish_der(x, p0, p1, p3):
     oms = e / d if bx >= 0.0 else 1.0 / d
     bxc = clamp(bx, EXP_LO, -EXP_LO)
     return s * (1.0 + bxc * oms)
+
+
+@jit
+def silu_der(x, p0, p1, p3):
+    return swish_der(x, 1.0, p1, p3)
 
 
 @jit

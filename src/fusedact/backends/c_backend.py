@@ -40,22 +40,7 @@ def load_extension():
     return lib, ffi
 
 
-def _c_op_name(spec, params):
-    """The C kernel's name for an op and its parameters (gelu's tanh form is its own)."""
-    if spec.name == "gelu" and params and params[0] == "tanh":
-        return "gelu_tanh"
-    return spec.name
-
-
-def _param_block(spec, params):
-    """The op's numeric parameters as the 4 doubles the C kernels read."""
-    values = [0.0, 0.0, 0.0, 0.0]
-    numeric = [p for p in params if not isinstance(p, str)]
-    values[: len(numeric)] = numeric
-    return values
-
-
-class CBackend(Backend):
+class CBackend(_layout.FlatElementwise, Backend):
     name = "c"
 
     def __init__(self):
@@ -117,8 +102,8 @@ class CBackend(Backend):
         key = (spec.name, params)
         hit = self._ew_call.get(key)
         if hit is None:
-            hit = (self._ids[_c_op_name(spec, params)],
-                   self.ffi.new("double[4]", _param_block(spec, params)))
+            hit = (self._ids[_layout.kernel_name(spec, params)],
+                   self.ffi.new("double[4]", _layout.param_block(params)))
             if len(self._ew_call) < 4096:  # parameters are usually a handful of constants
                 self._ew_call[key] = hit
         return hit
@@ -154,12 +139,6 @@ class CBackend(Backend):
                     out.size, block, _threads.get_num_threads())
             return
         self._elementwise(0, spec, params, (out,), (x,))
-
-    def elementwise_backward(self, spec, grad, saved, params, out):
-        self._elementwise(1, spec, params, (out,), (grad, saved))
-
-    def elementwise_with_derivative(self, spec, x, params, out_y, out_d):
-        self._elementwise(2, spec, params, (out_y, out_d), (x,))
 
     # ---- along an axis -------------------------------------------------------------------
     _rows = staticmethod(_layout.rows)
@@ -210,7 +189,7 @@ class CBackend(Backend):
     def _bias_op(self, spec, params):
         if spec is None:
             return -1, [0.0] * 4
-        return self._ids[_c_op_name(spec, params)], _param_block(spec, params)
+        return self._ids[_layout.kernel_name(spec, params)], _layout.param_block(params)
 
     def bias_act(self, spec, x, bias, params, out):
         op, block = self._bias_op(spec, params)

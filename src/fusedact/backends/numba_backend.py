@@ -18,11 +18,9 @@ from ._base import Backend
 
 _PARALLEL_MIN = 65536
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
-_PIECEWISE = {"relu", "leaky_relu", "relu6", "hardtanh", "hardsigmoid", "hardswish"}
-_SAVED_Y = {"sigmoid", "tanh", "relu"}
 
 
-class NumbaBackend(Backend):
+class NumbaBackend(_layout.FlatElementwise, Backend):
     name = "numba"
 
     def __init__(self):
@@ -66,22 +64,12 @@ class NumbaBackend(Backend):
             serial(*args)
 
     def _elementwise(self, mode, spec, params, outs, inputs):
-        kernel = "gelu_tanh" if spec.name == "gelu" and params and params[0] == "tanh" else spec.name
-        numeric = [float(p) for p in params if not isinstance(p, str)] + [0.0, 0.0]
-        p0, p1 = numeric[0], numeric[1]
+        kernel = _layout.kernel_name(spec, params)
+        p0, p1 = _layout.param_block(params)[:2]
         flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
         loops = self._ew_loops(kernel)[mode]
         self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, 0.0)
         _layout.copy_back(outs, targets)
-
-    def elementwise(self, spec, x, params, out):
-        self._elementwise(0, spec, params, (out,), (x,))
-
-    def elementwise_backward(self, spec, grad, saved, params, out):
-        self._elementwise(1, spec, params, (out,), (grad, saved))
-
-    def elementwise_with_derivative(self, spec, x, params, out_y, out_d):
-        self._elementwise(2, spec, params, (out_y, out_d), (x,))
 
     # ---- rows ------------------------------------------------------------------------------
     _rows = staticmethod(_layout.rows)
@@ -124,13 +112,12 @@ class NumbaBackend(Backend):
         _layout.rows_copy_back(out, axis, scratch)
 
     def _bias_kernel(self, spec, params, backward):
-        kernel = "identity" if spec is None else (
-            "gelu_tanh" if spec.name == "gelu" and params and params[0] == "tanh" else spec.name)
+        kernel = "identity" if spec is None else _layout.kernel_name(spec, params)
         key = ("bias_bwd" if backward else "bias", kernel)
         if key not in self._loops:
             self._loops[key] = _build_bias(self.numba, kernel, backward)
-        numeric = [float(p) for p in params if not isinstance(p, str)] + [0.0, 0.0]
-        return self._loops[key], numeric[0], numeric[1]
+        p0, p1 = _layout.param_block(params)[:2]
+        return self._loops[key], p0, p1
 
     def bias_act(self, spec, x, bias, params, out):
         loops, p0, p1 = self._bias_kernel(spec, params, False)
@@ -175,9 +162,7 @@ def _build_elementwise(numba, kernel):
 
     fwd = getattr(m, f"{kernel}_fwd")
     der = getattr(m, f"{kernel}_der")
-    base = "gelu" if kernel == "gelu_tanh" else kernel
-    piecewise = base in _PIECEWISE
-    saved_y = base in _SAVED_Y
+    piecewise, saved_y = _layout.op_traits(kernel)
     prange = numba.prange
     pw = m.pw
 
@@ -208,9 +193,7 @@ def _build_bias(numba, kernel, backward):
     identity = kernel == "identity"
     fwd = m.relu_fwd if identity else getattr(m, f"{kernel}_fwd")
     der = m.relu_der if identity else getattr(m, f"{kernel}_der")
-    base = "gelu" if kernel == "gelu_tanh" else kernel
-    piecewise = base in _PIECEWISE
-    saved_y = base in _SAVED_Y
+    piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
     prange = numba.prange
     pw = m.pw
 
