@@ -14,6 +14,10 @@ HOST_BACKENDS = [b for b in ("numpy", "c", "numba") if b in fusedact.available_b
 # The c backend runs every test at each SIMD level its build has ("c" is the best this CPU
 # supports): the same kernels are compiled three times and each must be right.
 SIMD_VARIANTS = ["c@avx2", "c@baseline"] if "c" in HOST_BACKENDS else []
+# The cuda backend takes NumPy arrays too (copied to the device and back), so every test runs
+# on it as well: on a GPU, or on Numba's CUDA simulator, which conftest switches on when this
+# machine has no NVIDIA device.
+CUDA_BACKENDS = ["cuda"] if "cuda" in fusedact.available_backends() else []
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
 
 

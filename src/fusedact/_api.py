@@ -50,10 +50,6 @@ def _compute_dtype(result: np.dtype) -> np.dtype:
 def _as_array(a, op: str, arg: str) -> np.ndarray:
     if type(a) is np.ndarray or isinstance(a, np.ndarray):
         return a
-    if hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__"):
-        raise TypeError(
-            f"{op}: {arg} is a device array; it needs backend='cuda' (or 'auto')"
-        )
     try:
         return np.asarray(a)
     except (TypeError, ValueError) as exc:
@@ -155,9 +151,23 @@ def _pair(grad, saved, op, names):
     return g, s, result
 
 
+def _on_device(*arrays) -> bool:
+    """Whether a call goes down the device path (any argument a CUDA device array)."""
+    return any(type(a) is not np.ndarray and a is not None and _dispatch._is_device_array(a)
+               for a in arrays)
+
+
+def _device():
+    from . import _device as module
+
+    return module
+
+
 # ---- generic bodies ----------------------------------------------------------------------
 def elementwise_forward(spec, x, params, out, derivative, backend):
     op = spec.name
+    if type(x) is not np.ndarray and _on_device(x, *(out if isinstance(out, tuple) else (out,))):
+        return _device().elementwise_forward(spec, x, params, out, derivative, backend)
     xa = x if type(x) is np.ndarray else _as_array(x, op, "x")
     result = _result_dtype(xa.dtype, op, "x")
     compute = _compute_dtype(result)
@@ -197,6 +207,8 @@ def elementwise_forward(spec, x, params, out, derivative, backend):
 
 def elementwise_backward(spec, grad, saved, params, out, backend):
     op = f"{spec.name}_backward"
+    if _on_device(grad, saved, out):
+        return _device().elementwise_backward(spec, grad, saved, params, out, backend)
     g, s, result = _pair(grad, saved, op, ("grad_out", spec.saved))
     if g.shape != s.shape:
         raise ValueError(
@@ -224,6 +236,8 @@ def _axis_input(x, op, arg, axis):
 
 
 def axis_forward(name, x, axis, out, backend, pieces=None):
+    if _on_device(x, out):
+        return _device().axis_forward(name, x, axis, out, backend, pieces)
     xa, ax = _axis_input(x, name, "x", axis)
     result = _result_dtype(xa.dtype, name, "x")
     compute = _compute_dtype(result)
@@ -250,6 +264,8 @@ def axis_forward(name, x, axis, out, backend, pieces=None):
 
 
 def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
+    if _on_device(grad, saved, out):
+        return _device().axis_backward(name, grad, saved, axis, out, backend, pieces)
     op = f"{name}_backward"
     saved_name = OPS[name].saved
     g, s, result = _pair(grad, saved, op, ("grad_out", saved_name))
@@ -320,6 +336,8 @@ def bias_act(x, bias, act, out, backend, params):
     op = "bias_act"
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
+    if _on_device(x, bias, out):
+        return _device().bias_act(x, bias, act, out, backend, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     result = np.promote_types(_result_dtype(xa.dtype, op, "x"), _result_dtype(ba.dtype, op, "bias"))
     compute = _compute_dtype(result)
@@ -337,6 +355,8 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
     op = "bias_act_backward"
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
+    if _on_device(grad, x, bias, *(out if isinstance(out, tuple) else (out,))):
+        return _device().bias_act_backward(grad, x, bias, act, out, backend, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     g = _as_array(grad, op, "grad_out")
     if g.shape != xa.shape:
@@ -366,6 +386,8 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
 
 def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
     op = "softmax_cross_entropy"
+    if _on_device(logits, *(out if isinstance(out, tuple) else (out,))):
+        return _device().softmax_cross_entropy(logits, labels, ignore_index, out, backend)
     z = _as_array(logits, op, "logits")
     lab = _as_array(labels, op, "labels")
     if z.ndim == 0:

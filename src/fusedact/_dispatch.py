@@ -148,7 +148,10 @@ def _require(name: str, op_name, origin: str) -> Backend:
 
 
 def _is_device_array(a) -> bool:
-    return hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__")
+    # __cuda_ndarray__ marks Numba's device arrays, including the simulator's, which wrap a
+    # NumPy array and so also answer to __array_interface__.
+    return getattr(a, "__cuda_ndarray__", False) or (
+        hasattr(a, "__cuda_array_interface__") and not hasattr(a, "__array_interface__"))
 
 
 _auto_host_cache: dict = {}
