@@ -151,23 +151,32 @@ def _pair(grad, saved, op, names):
     return g, s, result
 
 
-def _on_device(*arrays) -> bool:
-    """Whether a call goes down the device path (any argument a CUDA device array)."""
-    return any(type(a) is not np.ndarray and a is not None and _dispatch._is_device_array(a)
-               for a in arrays)
+def _route(*arrays):
+    """The module that handles a call whose arguments are not all host arrays: ``_dask`` for
+    dask arrays, ``_device`` for CUDA device arrays; None for the host path."""
+    for a in arrays:
+        if type(a) is np.ndarray or a is None:
+            continue
+        if type(a).__module__.startswith("dask.array"):
+            from . import _dask
+
+            return _dask
+        if _dispatch._is_device_array(a):
+            from . import _device
+
+            return _device
+    return None
 
 
-def _device():
-    from . import _device as module
-
-    return module
+def _outs(out):
+    return out if isinstance(out, tuple) else (out,)
 
 
 # ---- generic bodies ----------------------------------------------------------------------
 def elementwise_forward(spec, x, params, out, derivative, backend):
     op = spec.name
-    if type(x) is not np.ndarray and _on_device(x, *(out if isinstance(out, tuple) else (out,))):
-        return _device().elementwise_forward(spec, x, params, out, derivative, backend)
+    if type(x) is not np.ndarray and (route := _route(x, *_outs(out))):
+        return route.elementwise_forward(spec, x, params, out, derivative, backend)
     xa = x if type(x) is np.ndarray else _as_array(x, op, "x")
     result = _result_dtype(xa.dtype, op, "x")
     compute = _compute_dtype(result)
@@ -207,8 +216,8 @@ def elementwise_forward(spec, x, params, out, derivative, backend):
 
 def elementwise_backward(spec, grad, saved, params, out, backend):
     op = f"{spec.name}_backward"
-    if _on_device(grad, saved, out):
-        return _device().elementwise_backward(spec, grad, saved, params, out, backend)
+    if route := _route(grad, saved, out):
+        return route.elementwise_backward(spec, grad, saved, params, out, backend)
     g, s, result = _pair(grad, saved, op, ("grad_out", spec.saved))
     if g.shape != s.shape:
         raise ValueError(
@@ -236,8 +245,8 @@ def _axis_input(x, op, arg, axis):
 
 
 def axis_forward(name, x, axis, out, backend, pieces=None):
-    if _on_device(x, out):
-        return _device().axis_forward(name, x, axis, out, backend, pieces)
+    if route := _route(x, out):
+        return route.axis_forward(name, x, axis, out, backend, pieces)
     xa, ax = _axis_input(x, name, "x", axis)
     result = _result_dtype(xa.dtype, name, "x")
     compute = _compute_dtype(result)
@@ -264,8 +273,8 @@ def axis_forward(name, x, axis, out, backend, pieces=None):
 
 
 def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
-    if _on_device(grad, saved, out):
-        return _device().axis_backward(name, grad, saved, axis, out, backend, pieces)
+    if route := _route(grad, saved, out):
+        return route.axis_backward(name, grad, saved, axis, out, backend, pieces)
     op = f"{name}_backward"
     saved_name = OPS[name].saved
     g, s, result = _pair(grad, saved, op, ("grad_out", saved_name))
@@ -336,8 +345,10 @@ def bias_act(x, bias, act, out, backend, params):
     op = "bias_act"
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
-    if _on_device(x, bias, out):
-        return _device().bias_act(x, bias, act, out, backend, spec, values)
+    if route := _route(x, bias, out):
+        if route.__name__.endswith("_dask"):
+            return route.bias_act(x, bias, act, out, backend, params)
+        return route.bias_act(x, bias, act, out, backend, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     result = np.promote_types(_result_dtype(xa.dtype, op, "x"), _result_dtype(ba.dtype, op, "bias"))
     compute = _compute_dtype(result)
@@ -355,8 +366,10 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
     op = "bias_act_backward"
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
-    if _on_device(grad, x, bias, *(out if isinstance(out, tuple) else (out,))):
-        return _device().bias_act_backward(grad, x, bias, act, out, backend, spec, values)
+    if route := _route(grad, x, bias, *_outs(out)):
+        if route.__name__.endswith("_dask"):
+            return route.bias_act_backward(grad, x, bias, act, out, backend, params)
+        return route.bias_act_backward(grad, x, bias, act, out, backend, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     g = _as_array(grad, op, "grad_out")
     if g.shape != xa.shape:
@@ -386,8 +399,8 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
 
 def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
     op = "softmax_cross_entropy"
-    if _on_device(logits, *(out if isinstance(out, tuple) else (out,))):
-        return _device().softmax_cross_entropy(logits, labels, ignore_index, out, backend)
+    if route := _route(logits, labels, *_outs(out)):
+        return route.softmax_cross_entropy(logits, labels, ignore_index, out, backend)
     z = _as_array(logits, op, "logits")
     lab = _as_array(labels, op, "labels")
     if z.ndim == 0:
