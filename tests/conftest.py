@@ -40,3 +40,11 @@ def backend(request):
         yield name
     finally:
         c.set_simd(before)
+
+
+@pytest.fixture(params=HOST_BACKENDS)
+def host_backend(request):
+    """Each host backend once (no SIMD variants, no cuda): for tests of code built on the
+    kernels (layers, training) rather than of the kernels themselves, which would run for
+    minutes on the CUDA simulator."""
+    return request.param

@@ -134,3 +134,20 @@ def test_nan_and_infinity_semantics(name, backend):
     assert not np.isnan(y[1:]).any(), f"{name}(+-inf) must be the limit, got {y[1:]}"
     _, d = f(np.array([np.nan, np.inf, -np.inf]), derivative=True, backend=backend)
     assert np.isnan(d[0]) and not np.isnan(d[1:]).any(), f"{name}' at NaN/inf: {d}"
+
+
+def test_equal_but_not_identical_dtypes(backend):
+    """An unpickled array's float32 dtype equals np.float32's but is another object (dask
+    workers receive such arrays); each must still run its own dtype's kernel."""
+    import pickle
+
+    for base in (np.float32, np.float64):
+        dtype = pickle.loads(pickle.dumps(np.dtype(base)))
+        assert dtype == np.dtype(base) and dtype is not np.dtype(base)
+        x = np.linspace(-6, 6, 1001).astype(base).view(dtype)
+        want = fusedact.gelu(x.astype(base), backend="numpy")
+        np.testing.assert_allclose(fusedact.gelu(x, backend=backend), want, rtol=1e-6)
+        g = np.ones_like(x)
+        np.testing.assert_allclose(fusedact.sigmoid_backward(g, x, backend=backend),
+                                   fusedact.sigmoid_backward(g.astype(base), x.astype(base),
+                                                             backend="numpy"), rtol=1e-6, atol=1e-30)

@@ -1,5 +1,6 @@
 """fusedact.nn: layers checked by central finite differences of whole small networks (float64),
-on every host backend."""
+on every host backend (the kernels themselves are tested on cuda and
+at every SIMD level elsewhere)."""
 
 from __future__ import annotations
 
@@ -43,23 +44,23 @@ SMOOTH = [n for n in ELEMENTWISE_OPS if not OPS[n].piecewise and n not in ("relu
 
 
 @pytest.mark.parametrize("act", SMOOTH)
-def test_mlp_gradients_match_finite_differences(act, backend):
+def test_mlp_gradients_match_finite_differences(act, host_backend):
     rng = np.random.default_rng(1)
-    net = nn.Sequential([nn.Linear(7, 12, act=act, rng=rng, backend=backend),
-                         nn.Linear(12, 8, act=act, rng=rng, backend=backend),
-                         nn.Linear(8, 5, rng=rng, backend=backend)])
+    net = nn.Sequential([nn.Linear(7, 12, act=act, rng=rng, backend=host_backend),
+                         nn.Linear(12, 8, act=act, rng=rng, backend=host_backend),
+                         nn.Linear(8, 5, rng=rng, backend=host_backend)])
     x = rng.standard_normal((6, 7))
     labels = rng.integers(0, 5, 6)
-    _check_gradients(net, x, labels, backend)
+    _check_gradients(net, x, labels, host_backend)
 
 
 @pytest.mark.parametrize("act", [n for n in ELEMENTWISE_OPS if OPS[n].piecewise] + ["relu"])
-def test_piecewise_activation_layers(act, backend):
+def test_piecewise_activation_layers(act, host_backend):
     """Separate activation layers (not fused into Linear); inputs kept off the kinks."""
     rng = np.random.default_rng(2)
-    lin = nn.Linear(5, 9, rng=rng, backend=backend)
-    net = nn.Sequential([lin, nn.Activation(act, backend=backend),
-                         nn.Linear(9, 4, rng=rng, backend=backend)])
+    lin = nn.Linear(5, 9, rng=rng, backend=host_backend)
+    net = nn.Sequential([lin, nn.Activation(act, backend=host_backend),
+                         nn.Linear(9, 4, rng=rng, backend=host_backend)])
     x = rng.standard_normal((5, 5))
     h = x @ lin.W
     # Kinks of these ops lie in {-3, -1, 0, 1, 3, 6}: shift the bias so no unit sits within
@@ -67,16 +68,16 @@ def test_piecewise_activation_layers(act, backend):
     lin.b[...] = 0.37
     kinks = np.array([-3.0, -1.0, 0.0, 1.0, 3.0, 6.0])
     assert np.min(np.abs((h + lin.b)[..., None] - kinks)) > 1e-3
-    _check_gradients(net, x, rng.integers(0, 4, 5), backend)
+    _check_gradients(net, x, rng.integers(0, 4, 5), host_backend)
 
 
-def test_maxout_network_gradients(backend):
+def test_maxout_network_gradients(host_backend):
     rng = np.random.default_rng(3)
-    net = nn.Sequential([nn.Linear(6, 12, rng=rng, backend=backend),
-                         nn.Maxout(3, backend=backend),
-                         nn.Linear(4, 3, act="tanh", rng=rng, backend=backend),
-                         nn.Linear(3, 3, rng=rng, backend=backend)])
-    _check_gradients(net, rng.standard_normal((4, 6)), rng.integers(0, 3, 4), backend)
+    net = nn.Sequential([nn.Linear(6, 12, rng=rng, backend=host_backend),
+                         nn.Maxout(3, backend=host_backend),
+                         nn.Linear(4, 3, act="tanh", rng=rng, backend=host_backend),
+                         nn.Linear(3, 3, rng=rng, backend=host_backend)])
+    _check_gradients(net, rng.standard_normal((4, 6)), rng.integers(0, 3, 4), host_backend)
 
 
 def test_layers_keep_what_backward_needs():
@@ -112,13 +113,13 @@ def test_sgd_momentum_matches_the_pytorch_rule():
     np.testing.assert_allclose(p, np.array([1.0, -2.0]) - 0.1 * g - 0.1 * 1.9 * g)
 
 
-def test_training_lowers_the_loss(backend):
+def test_training_lowers_the_loss(host_backend):
     rng = np.random.default_rng(4)
     x = rng.standard_normal((64, 10))
     labels = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
-    net = nn.Sequential([nn.Linear(10, 16, act="gelu", rng=rng, backend=backend),
-                         nn.Linear(16, 2, rng=rng, backend=backend)])
-    loss_fn = nn.SoftmaxCrossEntropy(backend=backend)
+    net = nn.Sequential([nn.Linear(10, 16, act="gelu", rng=rng, backend=host_backend),
+                         nn.Linear(16, 2, rng=rng, backend=host_backend)])
+    loss_fn = nn.SoftmaxCrossEntropy(backend=host_backend)
     opt = nn.SGD(net.params, net.grads, lr=0.2, momentum=0.9)
     first = None
     for _ in range(40):
