@@ -549,45 +549,72 @@ int fa_bias_act_backward_f64(int op, const double *g, const double *x, const dou
 
 /* ---- maxout (memory-bound: plain loops, compiled for the baseline) ------------------------ */
 
+/* The groups are taken in blocks of FA_MAXOUT_BLOCK: one pass per piece over the block,
+ * each a branch-free select per group (the NaN-first maximum rule), so the compiler can
+ * vectorise it. A per-group loop ran at 0.28 Gelem/s for 4 pieces on random data: its
+ * comparisons were branches, mispredicted half the time (sorted data ran 2.6x faster). */
+#define FA_MAXOUT_BLOCK 256
+/* b replaces the running best a unless a is NaN; it does when it is larger or NaN. */
+#define FA_MAXOUT_TAKE(a, b) (((a) == (a)) & (((b) > (a)) | ((b) != (b))))
+
 #define FA_MAXOUT(T, SUF)                                                                     \
     typedef struct {                                                                          \
         const T *g, *x;                                                                       \
         T *y;                                                                                 \
         int64_t groups, pieces;                                                               \
     } maxout_job_##SUF;                                                                       \
-    /* Index of the first maximum of v[0..p), or of the first NaN. */                          \
-    static inline int64_t first_max_##SUF(const T *v, int64_t p)                              \
-    {                                                                                         \
-        int64_t best = 0;                                                                     \
-        for (int64_t k = 1; k < p; k++)                                                       \
-            if (v[best] == v[best] && (v[k] > v[best] || v[k] != v[k]))                       \
-                best = k;                                                                     \
-        return best;                                                                          \
-    }                                                                                         \
     static void maxout_range_##SUF(void *p, int64_t begin, int64_t end)                       \
     {                                                                                         \
         const maxout_job_##SUF *j = p;                                                        \
         int64_t G = j->groups, P = j->pieces;                                                 \
-        if (P == 2) {                                                                         \
-            for (int64_t i = begin * G; i < end * G; i++) {                                   \
-                T a = j->x[2 * i], b = j->x[2 * i + 1];                                       \
-                j->y[i] = (a != a) ? a : ((b > a) | (b != b) ? b : a);                        \
-            }                                                                                 \
-            return;                                                                           \
+        const T *x = j->x;                                                                    \
+        T *y = j->y;                                                                          \
+        for (int64_t i0 = begin * G; i0 < end * G; i0 += FA_MAXOUT_BLOCK) {                   \
+            int64_t n = end * G - i0 < FA_MAXOUT_BLOCK ? end * G - i0 : FA_MAXOUT_BLOCK;      \
+            for (int64_t i = 0; i < n; i++)                                                   \
+                y[i0 + i] = x[(i0 + i) * P];                                                  \
+            for (int64_t k = 1; k < P; k++)                                                   \
+                for (int64_t i = 0; i < n; i++) {                                             \
+                    T a = y[i0 + i], b = x[(i0 + i) * P + k];                                 \
+                    y[i0 + i] = FA_MAXOUT_TAKE(a, b) ? b : a;                                 \
+                }                                                                             \
         }                                                                                     \
-        for (int64_t i = begin * G; i < end * G; i++)                                         \
-            j->y[i] = j->x[i * P + first_max_##SUF(j->x + i * P, P)];                         \
     }                                                                                         \
     static void maxout_bwd_range_##SUF(void *p, int64_t begin, int64_t end)                   \
     {                                                                                         \
         const maxout_job_##SUF *j = p;                                                        \
         int64_t G = j->groups, P = j->pieces;                                                 \
+        const T *x = j->x;                                                                    \
         T *out = j->y;                                                                        \
-        for (int64_t i = begin * G; i < end * G; i++) {                                       \
-            int64_t best = first_max_##SUF(j->x + i * P, P);                                  \
-            for (int64_t k = 0; k < P; k++)                                                   \
-                out[i * P + k] = (T)0;                                                        \
-            out[i * P + best] = j->g[i];                                                      \
+        if (P > INT32_MAX) { /* groups too long for the int32 index: one group at a time */   \
+            for (int64_t i = begin * G; i < end * G; i++) {                                   \
+                int64_t at = 0;                                                               \
+                for (int64_t k = 1; k < P; k++)                                               \
+                    if (FA_MAXOUT_TAKE(x[i * P + at], x[i * P + k]))                          \
+                        at = k;                                                               \
+                memset(out + i * P, 0, (size_t)P * sizeof(T));                                \
+                out[i * P + at] = j->g[i];                                                    \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
+        T best[FA_MAXOUT_BLOCK];                                                              \
+        int32_t at[FA_MAXOUT_BLOCK]; /* int32 and masks: an int64 select was a branch */      \
+        for (int64_t i0 = begin * G; i0 < end * G; i0 += FA_MAXOUT_BLOCK) {                   \
+            int64_t n = end * G - i0 < FA_MAXOUT_BLOCK ? end * G - i0 : FA_MAXOUT_BLOCK;      \
+            for (int64_t i = 0; i < n; i++) {                                                 \
+                best[i] = x[(i0 + i) * P];                                                    \
+                at[i] = 0;                                                                    \
+            }                                                                                 \
+            for (int64_t k = 1; k < P; k++)                                                   \
+                for (int64_t i = 0; i < n; i++) {                                             \
+                    T a = best[i], b = x[(i0 + i) * P + k];                                   \
+                    int32_t take = -(int32_t)FA_MAXOUT_TAKE(a, b); /* all ones or 0 */        \
+                    best[i] = take ? b : a;                                                   \
+                    at[i] = (at[i] & ~take) | ((int32_t)k & take);                            \
+                }                                                                             \
+            memset(out + i0 * P, 0, (size_t)(n * P) * sizeof(T));                            \
+            for (int64_t i = 0; i < n; i++)                                                   \
+                out[(i0 + i) * P + at[i]] = j->g[i0 + i];                                     \
         }                                                                                     \
     }                                                                                         \
     int fa_maxout_##SUF(const T *x, T *y, int64_t rows, int64_t groups, int64_t pieces,       \

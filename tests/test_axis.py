@@ -121,7 +121,9 @@ def _maxout_loop(x, pieces, axis):
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("shape,pieces,axis", [((12,), 3, 0), ((4, 10), 2, -1), ((6, 5), 3, 0),
-                                                ((2, 9, 3), 3, 1), ((3, 8), 1, 1), ((3, 8), 8, 1)])
+                                                ((2, 9, 3), 3, 1), ((3, 8), 1, 1), ((3, 8), 8, 1),
+                                                # more groups than the C kernels' blocks of 256
+                                                ((3, 1204), 4, 1), ((2, 707), 7, -1)])
 def test_maxout_forward_backward(shape, pieces, axis, dtype, backend):
     x = _logits(shape, dtype, seed=4)
     x.ravel()[::7] = x.ravel()[1::7][: x.ravel()[::7].size]  # ties: first maximum wins

@@ -73,13 +73,29 @@ def bias_backward(g, x, bias, gx, acc, p0, p1):
 
 
 # ---- rows: the softmax family, maxout, cross-entropy -------------------------------------
+# Reductions along a row run LANES independent partial results, combined at the end, as the
+# C kernels do: a single running max or compensated sum is a serial chain LLVM cannot
+# vectorise (softmax on rows of 1024 ran at 0.08x the C kernels that way).
+LANES = 16
+
+
 def row_max(row):
-    best = -np.inf
-    for v in row:
-        if v > best or v != v:
-            best = v
-            if v != v:
-                break
+    n = row.size
+    full = n - n % LANES
+    acc = np.full(LANES, -np.inf, dtype=row.dtype)
+    for i in range(0, full, LANES):
+        for k in range(LANES):
+            v = row[i + k]
+            a = acc[k]
+            # NaN wins: once a lane holds NaN it keeps it (v > NaN and NaN != NaN are false).
+            acc[k] = v if (v > a) | (v != v) else a
+    best = np.float64(-np.inf)
+    for k in range(LANES):
+        a = np.float64(acc[k])
+        best = a if (a > best) | (a != a) else best
+    for i in range(full, n):
+        v = np.float64(row[i])
+        best = v if (v > best) | (v != v) else best
     return best
 
 
@@ -87,12 +103,31 @@ row_max = _inline(row_max)
 
 
 def row_sum_exp(row, m_, out_row):
+    """Sum of e^(row - m_), compensated in each lane (Neumaier); stores the terms in out_row
+    unless it is None."""
+    n = row.size
+    full = n - n % LANES
+    acc = np.zeros(LANES)
+    comp = np.zeros(LANES)
+    for i in range(0, full, LANES):
+        for k in range(LANES):
+            e = exp_shifted(np.float64(row[i + k]), m_)
+            if out_row is not None:
+                out_row[i + k] = e
+            a = acc[k]
+            t = a + e
+            comp[k] += two_sum_err(a, e, t)
+            acc[k] = t
     s = 0.0
     c = 0.0
-    for j in range(row.size):
-        e = exp_shifted(np.float64(row[j]), m_)
+    for k in range(LANES):
+        t = s + acc[k]
+        c += two_sum_err(s, acc[k], t) + comp[k]
+        s = t
+    for i in range(full, n):
+        e = exp_shifted(np.float64(row[i]), m_)
         if out_row is not None:
-            out_row[j] = e
+            out_row[i] = e
         t = s + e
         c += two_sum_err(s, e, t)
         s = t
@@ -119,48 +154,85 @@ def log_softmax(x, out):
             out[r, j] = (np.float64(x[r, j]) - m_) - log_s
 
 
+def row_dot(a, b):
+    """Sum of a * b (float64), in LANES partial sums."""
+    n = a.size
+    full = n - n % LANES
+    acc = np.zeros(LANES)
+    for i in range(0, full, LANES):
+        for k in range(LANES):
+            acc[k] += np.float64(a[i + k]) * np.float64(b[i + k])
+    total = 0.0
+    for k in range(LANES):
+        total += acc[k]
+    for i in range(full, n):
+        total += np.float64(a[i]) * np.float64(b[i])
+    return total
+
+
+row_dot = _inline(row_dot)
+
+
+def row_total(a):
+    """Sum of a (float64), in LANES partial sums."""
+    n = a.size
+    full = n - n % LANES
+    acc = np.zeros(LANES)
+    for i in range(0, full, LANES):
+        for k in range(LANES):
+            acc[k] += np.float64(a[i + k])
+    total = 0.0
+    for k in range(LANES):
+        total += acc[k]
+    for i in range(full, n):
+        total += np.float64(a[i])
+    return total
+
+
+row_total = _inline(row_total)
+
+
 def softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
-        dot = 0.0
-        for j in range(y.shape[1]):
-            dot += np.float64(g[r, j]) * np.float64(y[r, j])
+        dot = row_dot(g[r], y[r])
         for j in range(y.shape[1]):
             out[r, j] = np.float64(y[r, j]) * (np.float64(g[r, j]) - dot)
 
 
 def log_softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
-        total = 0.0
-        for j in range(y.shape[1]):
-            total += np.float64(g[r, j])
+        total = row_total(g[r])
         for j in range(y.shape[1]):
             out[r, j] = np.float64(g[r, j]) - exp_lite(np.float64(y[r, j])) * total
 
 
-def first_max(x, r, start, pieces):
-    best = start
-    for k in range(start + 1, start + pieces):
-        if x[r, best] == x[r, best] and (x[r, k] > x[r, best] or x[r, k] != x[r, k]):
-            best = k
-    return best
-
-
-first_max = _inline(first_max)
-
-
 def maxout(x, out, pieces):
+    # The running best by value (not re-read through its index): 6x faster on rows of 1024
+    # in 4 pieces; NaN-first rule as in the C kernels.
     for r in prange(x.shape[0]):
         for g_ in range(out.shape[1]):
-            out[r, g_] = x[r, first_max(x, r, g_ * pieces, pieces)]
+            base = g_ * pieces
+            best = x[r, base]
+            for k in range(base + 1, base + pieces):
+                v = x[r, k]
+                best = v if (best == best) & ((v > best) | (v != v)) else best
+            out[r, g_] = best
 
 
 def maxout_backward(g, x, out, pieces):
     for r in prange(x.shape[0]):
         for g_ in range(g.shape[1]):
-            best = first_max(x, r, g_ * pieces, pieces)
-            for k in range(g_ * pieces, (g_ + 1) * pieces):
+            base = g_ * pieces
+            best = x[r, base]
+            at = base
+            for k in range(base + 1, base + pieces):
+                v = x[r, k]
+                take = (best == best) & ((v > best) | (v != v))
+                best = v if take else best
+                at = k if take else at
+            for k in range(base, base + pieces):
                 out[r, k] = 0.0
-            out[r, best] = g[r, g_]
+            out[r, at] = g[r, g_]
 
 
 def xent(z, labels, ignore, loss, grad):
