@@ -127,6 +127,9 @@ def test_errors_say_what_was_expected():
         fusedact.sigmoid_backward(d, dev(np.zeros(5, np.float32)))
     with pytest.raises(TypeError, match="complex"):
         fusedact.relu(dev(np.zeros(3, np.complex64)))
+    both = dev(np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match="must not overlap"):
+        fusedact.relu(d, derivative=True, out=(both, both))
 
 
 def test_auto_sends_device_arrays_to_cuda_and_numpy_inputs_stay_host():

@@ -370,9 +370,7 @@ def bias_act(x, bias, act, out, backend, params):
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
     if route := _route(x, bias, out):
-        if route.__name__.endswith("_dask"):
-            return route.bias_act(x, bias, act, out, backend, params)
-        return route.bias_act(x, bias, act, out, backend, spec, values)
+        return route.bias_act(x, bias, act, out, backend, params, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     result = np.promote_types(_result_dtype(xa.dtype, op, "x"), _result_dtype(ba.dtype, op, "bias"))
     compute = _compute_dtype(result)
@@ -391,9 +389,7 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
     if route := _route(grad, x, bias, *_outs(out)):
-        if route.__name__.endswith("_dask"):
-            return route.bias_act_backward(grad, x, bias, act, out, backend, params)
-        return route.bias_act_backward(grad, x, bias, act, out, backend, spec, values)
+        return route.bias_act_backward(grad, x, bias, act, out, backend, params, spec, values)
     xa, ba = _bias_input(x, bias, op, "x")
     g = _as_array(grad, op, "grad_out")
     if g.shape != xa.shape:

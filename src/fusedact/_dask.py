@@ -173,7 +173,9 @@ def _bias_for(x, bias, op):
     return b.rechunk((x.chunks[-1],))
 
 
-def bias_act(x, bias, act, out, backend, params):
+def bias_act(x, bias, act, out, backend, params, spec=None, values=None):
+    """(spec and values, the checked activation, are for the device path's signature; the
+    tasks re-check the parameters themselves.)"""
     import fusedact
 
     _no_out(out, "bias_act")
@@ -184,7 +186,7 @@ def bias_act(x, bias, act, out, backend, params):
     return _da().blockwise(fn, idx, x, idx, b, (idx[-1],), dtype=_result_dtype(x, b))
 
 
-def bias_act_backward(grad, x, bias, act, out, backend, params):
+def bias_act_backward(grad, x, bias, act, out, backend, params, spec=None, values=None):
     import fusedact
 
     op = "bias_act_backward"

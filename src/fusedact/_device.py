@@ -198,6 +198,9 @@ def elementwise_forward(spec, x, params, out, derivative, backend):
     outs = [_Out(be, o, d.shape, result, (d,), op, name)
             for o, name in zip(_unpack(out, 2, op) if derivative else (out,),
                                ("out[0]", "out[1]") if derivative else ("out",))]
+    if derivative and all(o.user is not None for o in outs) and _overlaps(
+            outs[0].out_view, outs[1].out_view):
+        raise ValueError(f"{op}: out[0] and out[1] must not overlap")
     if d.size:
         flat_in = _c_view(be, d, (n,))
         be.run_elementwise(2 if derivative else 0, kernel, values,
@@ -314,7 +317,7 @@ def _compute(result):
     return np.dtype(np.float32) if result == np.float16 else result
 
 
-def bias_act(x, bias, act, out, backend, spec, values):
+def bias_act(x, bias, act, out, backend, params, spec, values):
     op = "bias_act"
     be = _backend(backend, op)
     d, b = _bias_inputs(be, x, bias, op)
@@ -329,7 +332,7 @@ def bias_act(x, bias, act, out, backend, spec, values):
     return o.finish()
 
 
-def bias_act_backward(grad, x, bias, act, out, backend, spec, values):
+def bias_act_backward(grad, x, bias, act, out, backend, params, spec, values):
     op = "bias_act_backward"
     be = _backend(backend, "bias_act")
     d, b = _bias_inputs(be, x, bias, op)

@@ -38,6 +38,8 @@ _HOST_PREFERENCE = ("c", "numba", "numpy")
 _lock = threading.Lock()
 _instances: dict[str, Backend] = {}
 _status: dict[str, tuple] = {}
+
+
 class _ThreadState(threading.local):
     # A class attribute, so a thread that never entered use_backend() reads () at once:
     # getattr(local, name, default) on a missing name costs ~0.4 us through AttributeError.

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import types
 
 import numpy as np
@@ -231,7 +232,7 @@ def _loops_for(kernel):
         return module
     path = os.path.join(_cache_root(), name + ".py")
     if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)  # atomic: processes racing here write the same text
