@@ -45,7 +45,8 @@ def info(stream=sys.stdout) -> int:
       f"FUSEDACT_SIMD={os.environ.get('FUSEDACT_SIMD', '')!r}\n")
     w(f"cpus usable: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}\n")
     w("libraries: " + ", ".join(f"{m} {_version(m)}" for m in
-                                 ("numpy", "scipy", "cffi", "numba", "torch")) + "\n")
+                                 ("numpy", "scipy", "cffi", "numba", "numba_cuda", "dask",
+                                  "torch")) + "\n")
     return 0
 
 

@@ -99,7 +99,10 @@ class CudaBackend(_layout.FlatElementwise, Backend):
             return {}
         import numba_cuda
 
-        return {"device": self._device_name, "numba-cuda": numba_cuda.__version__}
+        facts = {"numba-cuda": numba_cuda.__version__}
+        if self._device_name:
+            facts["device"] = self._device_name
+        return facts
 
     # ---- launch geometry ---------------------------------------------------------------------
     def _blocks(self, work):

@@ -46,7 +46,10 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         except ImportError as exc:
             return False, f"numba is not installed ({exc}); pip install 'fusedact[numba]'"
         self.numba = numba
-        return True, f"numba {numba.__version__} JIT kernels (compiled on first use)"
+        return True, (f"numba {numba.__version__} JIT kernels (compiled on first use, cached "
+                      f"on disk)" if _cache_usable() else
+                      f"numba {numba.__version__} JIT kernels (compiled on first use; no disk "
+                      f"cache: FUSEDACT_NUMBA_CACHE=0 or {_cache_root()} not writable)")
 
     def has_kernel(self, op_name):
         return op_name in ELEMENTWISE_OPS or op_name in _AXIS_AND_FUSED
