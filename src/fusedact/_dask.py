@@ -113,21 +113,25 @@ def _whole_axis(a, axis):
     return a if len(a.chunks[axis]) == 1 else a.rechunk({axis: -1})
 
 
+def _rows_ready(a, axis, backend, op, pieces):
+    """(a with the axis in one chunk, the axis, the keywords every task gets); checks the
+    axis exists and, for maxout, that its length is a multiple of pieces."""
+    if a.ndim == 0:
+        raise ValueError(f"{op}: the array must have at least one dimension, got a 0-d array")
+    ax = axis % a.ndim
+    if pieces is not None and (pieces < 1 or a.shape[ax] % pieces):
+        raise ValueError(f"{op}: x.shape[{ax}] = {a.shape[ax]} is not a multiple of "
+                         f"pieces = {pieces}")
+    return _whole_axis(a, ax), ax, {"backend": _backend_name(backend), "axis": ax}
+
+
 def axis_forward(name, x, axis, out, backend, pieces=None):
     import fusedact
 
     _no_out(out, name)
-    x = _as_dask(x)
-    if x.ndim == 0:
-        raise ValueError(f"{name}: x must have at least one dimension, got a 0-d array")
-    ax = axis % x.ndim
-    x = _whole_axis(x, ax)
-    kw = {"backend": _backend_name(backend), "axis": ax}
+    x, ax, kw = _rows_ready(_as_dask(x), axis, backend, name, pieces)
     dtype = _result_dtype(x)
     if name == "maxout":
-        if pieces < 1 or x.shape[ax] % pieces:
-            raise ValueError(f"maxout: x.shape[{ax}] = {x.shape[ax]} is not a multiple of "
-                             f"pieces = {pieces}")
         fn = functools.partial(fusedact.maxout, pieces=pieces, **kw)
         chunks = x.chunks[:ax] + ((x.shape[ax] // pieces,),) + x.chunks[ax + 1:]
         return x.map_blocks(fn, dtype=dtype, chunks=chunks)
@@ -139,18 +143,10 @@ def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
 
     op = f"{name}_backward"
     _no_out(out, op)
-    s = _as_dask(saved)
+    s, ax, kw = _rows_ready(_as_dask(saved), axis, backend, op, pieces)
     g = _as_dask(grad)
-    if s.ndim == 0:
-        raise ValueError(f"{op}: the saved array must have at least one dimension")
-    ax = axis % s.ndim
-    s = _whole_axis(s, ax)
-    kw = {"backend": _backend_name(backend), "axis": ax}
     dtype = _result_dtype(g, s)
     if name == "maxout":
-        if pieces < 1 or s.shape[ax] % pieces:
-            raise ValueError(f"{op}: x.shape[{ax}] = {s.shape[ax]} is not a multiple of "
-                             f"pieces = {pieces}")
         expected = s.shape[:ax] + (s.shape[ax] // pieces,) + s.shape[ax + 1:]
         if g.shape != expected:
             raise ValueError(f"{op}: grad_out has shape {g.shape}, expected {expected}")
