@@ -222,6 +222,25 @@ def test_torch_cuda_tensors_when_present():
     np.testing.assert_array_equal(out.cpu().numpy(), host(y))
 
 
+def test_cupy_arrays_when_present():
+    cp = pytest.importorskip("cupy", reason="CuPy is not installed (the GPU image has it)")
+    if fusedact._dispatch._load("cuda")[0].simulator:
+        pytest.skip("needs a real GPU (the simulator cannot read CuPy device memory)")
+    x = cp.linspace(-6, 6, 4097, dtype=cp.float32)
+    y = fusedact.silu(x)  # a Numba device array over new memory
+    np.testing.assert_array_equal(host(y), fusedact.silu(cp.asnumpy(x), backend="cuda"))
+    strided = x[::3]
+    np.testing.assert_array_equal(host(fusedact.silu(strided)),
+                                  fusedact.silu(cp.asnumpy(strided), backend="cuda"))
+    out = cp.empty_like(x)
+    assert fusedact.silu(x, out=out) is out
+    np.testing.assert_array_equal(cp.asnumpy(out), host(y))
+    z = cp.asarray(np.random.default_rng(7).standard_normal((33, 70)), dtype=cp.float64)
+    np.testing.assert_allclose(host(fusedact.softmax(z, axis=0)),
+                               fusedact.softmax(cp.asnumpy(z), axis=0, backend="numpy"),
+                               rtol=1e-14, atol=1e-300)
+
+
 @pytest.mark.skipif(os.path.exists("/dev/nvidia0"), reason="this machine has an NVIDIA GPU")
 def test_without_gpu_or_simulator_the_backend_says_why():
     code = ("import fusedact, sys\n"
