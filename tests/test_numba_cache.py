@@ -54,3 +54,13 @@ def test_cache_can_be_switched_off(tmp_path):
     _run(env)
     again = _run(env)
     assert again["gelu"][0] == 0  # compiled again: nothing was stored
+
+
+def test_float32_kernel_list_matches_the_float32_math():
+    """numba_backend keeps its own copy of the float32 op list (so that importing it imports
+    no numba); it must name exactly the ops _numba_math32 implements."""
+    from fusedact.backends import _numba_math32, numba_backend
+
+    assert numba_backend._F32_KERNELS == set(_numba_math32.KERNELS)
+    for name in _numba_math32.KERNELS:
+        assert hasattr(_numba_math32, f"{name}_fwd") and hasattr(_numba_math32, f"{name}_der")

@@ -1,8 +1,8 @@
 """The numba backend's loops, as module-level functions so that Numba can cache them on disk.
 
-The loops call an op's scalar functions through the globals ``fwd`` and ``der`` and branch
-on its traits (``piecewise``, ``saved_y``, ``identity``), which Numba reads as constants when
-it compiles. This file binds relu; for every other kernel the backend writes a copy of it
+The loops call an op's scalar functions through the globals ``fwd``, ``der`` and ``pw``, in
+the type ``ct``, and branch on its traits (``piecewise``, ``saved_y``, ``identity``), which
+Numba reads as constants when it compiles. This file binds relu; for every other kernel the backend writes a copy of it
 with lines at the end that rebind those globals, into a cache folder named by a hash of this
 file, ``_numba_math.py`` and Numba's version (an edit to either makes a new folder), imports
 the copy and compiles its functions with ``cache=True``, so a second process loads machine
@@ -18,6 +18,9 @@ from fusedact.backends import _numba_math as _m
 fwd, der = _m.relu_fwd, _m.relu_der
 piecewise, saved_y, identity = True, True, False
 pw = _m.pw
+# The type the elementwise loops compute in: float64, or float32 in a copy bound to
+# _numba_math32's functions (the bias and row loops always widen to float64).
+ct = np.float64
 exp_shifted, exp_lite, two_sum_err = _m.exp_shifted, _m.exp_lite, _m.two_sum_err
 
 
@@ -27,23 +30,26 @@ def _inline(fn):
 
 # ---- elementwise: forward, backward, forward with derivative ------------------------------
 def forward(x, out, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
-        out[i] = fwd(np.float64(x[i]), p0, p1, p3)
+        out[i] = fwd(ct(x[i]), q0, q1, q3)
 
 
 def backward(g, s, out, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(g.size):
-        d = der(np.float64(s[i]), p0, p1, p3)
-        out[i] = pw(np.float64(g[i]), d) if piecewise else np.float64(g[i]) * d
+        d = der(ct(s[i]), q0, q1, q3)
+        out[i] = pw(ct(g[i]), d) if piecewise else ct(g[i]) * d
 
 
 def with_derivative(x, out_y, out_d, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
-        xi = np.float64(x[i])
-        y = fwd(xi, p0, p1, p3)
+        xi = ct(x[i])
+        y = fwd(xi, q0, q1, q3)
         out_y[i] = y
         # A saved y is the rounded output, as backward would see it.
-        out_d[i] = der(np.float64(out_y[i]) if saved_y else xi, p0, p1, p3)
+        out_d[i] = der(ct(out_y[i]) if saved_y else xi, q0, q1, q3)
 
 
 # ---- bias_act: forward, and backward with the column sums (serial: row order) --------

@@ -28,6 +28,10 @@ from . import _layout
 from ._base import Backend
 
 _PARALLEL_MIN = 65536
+# The ops _numba_math32 serves (kept here so that importing this module imports no numba).
+_F32_KERNELS = frozenset(("sigmoid", "tanh", "relu", "leaky_relu", "relu6", "hardtanh", "elu",
+                          "selu", "celu", "silu", "logsigmoid", "hardsigmoid", "hardswish",
+                          "softsign"))
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 
 
@@ -61,11 +65,12 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
                 "threading layer": str(self.numba.config.THREADING_LAYER)}
 
     # ---- kernel construction ---------------------------------------------------------------
-    def _ew_loops(self, kernel):
-        hit = self._loops.get(kernel)
+    def _ew_loops(self, kernel, f32=False):
+        key = (kernel, "f32") if f32 else kernel
+        hit = self._loops.get(key)
         if hit is None:
-            hit = _build_elementwise(self.numba, kernel)
-            self._loops[kernel] = hit
+            hit = _build_elementwise(self.numba, kernel, f32)
+            self._loops[key] = hit
         return hit
 
     def _run(self, pair, n, *args):
@@ -81,7 +86,9 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         kernel = _layout.kernel_name(spec, params)
         p0, p1 = _layout.param_block(params)[:2]
         flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
-        loops = self._ew_loops(kernel)[mode]
+        # float32 data in float32 arithmetic where _numba_math32 has the op (2x the lanes).
+        f32 = outs[0].dtype.itemsize == 4 and kernel in _F32_KERNELS
+        loops = self._ew_loops(kernel, f32)[mode]
         self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, 0.0)
         _layout.copy_back(outs, targets)
 
@@ -202,17 +209,17 @@ def _cache_usable():
     return _cache_state["ok"]
 
 
-def _loops_for(kernel):
+def _loops_for(kernel, f32=False):
     """The module of loops bound to one kernel (None: the rows, which use no kernel). Always a
     generated copy, even for the rows: its name carries the hash of _numba_math too, which the
     template's own cache entries would not notice changing."""
     from . import _numba_loops
 
     kernel = kernel or "relu"
-    hit = _cache_state.get(("module", kernel))
+    hit = _cache_state.get(("module", kernel, f32))
     if hit is not None:
         return hit
-    from . import _numba_math
+    from . import _numba_math, _numba_math32
 
     identity = kernel == "identity"
     piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
@@ -220,18 +227,24 @@ def _loops_for(kernel):
     binding = (f"\n\n# ---- bound for {kernel} by fusedact.backends.numba_backend ----\n"
                f"fwd, der = _m.{scalar}_fwd, _m.{scalar}_der\n"
                f"piecewise, saved_y, identity = {piecewise}, {saved_y}, {identity}\n")
+    if f32:
+        binding += ("from fusedact.backends import _numba_math32 as _m32  # noqa: E402\n"
+                    f"fwd, der, pw = _m32.{scalar}_fwd, _m32.{scalar}_der, _m32.pw\n"
+                    "ct = np.float32\n")
     with open(_numba_loops.__file__, encoding="utf-8") as f:
         text = f.read() + binding
     import numba
 
-    with open(_numba_math.__file__, "rb") as f:
-        digest = hashlib.sha256(text.encode() + f.read() + numba.__version__.encode())
-    name = f"fusedact_numba_{kernel}_{digest.hexdigest()[:16]}"
+    digest = hashlib.sha256(text.encode() + numba.__version__.encode())
+    for math_module in (_numba_math, _numba_math32):
+        with open(math_module.__file__, "rb") as f:
+            digest.update(f.read())
+    name = f"fusedact_numba_{kernel}{'_f32' if f32 else ''}_{digest.hexdigest()[:16]}"
     if not _cache_usable():  # nothing will be stored: the module can live in memory
         module = types.ModuleType(name)
         sys.modules[name] = module
         exec(compile(text, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - our template
-        _cache_state[("module", kernel)] = module
+        _cache_state[("module", kernel, f32)] = module
         return module
     path = os.path.join(_cache_root(), name + ".py")
     if not os.path.exists(path):
@@ -245,12 +258,12 @@ def _loops_for(kernel):
     # process, finds the module they belong to by name.
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    _cache_state[("module", kernel)] = module
+    _cache_state[("module", kernel, f32)] = module
     return module
 
 
-def _build_elementwise(numba, kernel):
-    loops = _loops_for(kernel)
+def _build_elementwise(numba, kernel, f32=False):
+    loops = _loops_for(kernel, f32)
     return tuple((_jit(numba, f, False), _jit(numba, f, True))
                  for f in (loops.forward, loops.backward, loops.with_derivative))
 
