@@ -2,10 +2,12 @@
 
 The scalar math is the numba backend's (``_numba_math``: the C kernels' float64 algorithms,
 same coefficients), called from ``cuda.jit`` kernels, so the three compiled backends agree to
-the last bit or two. Every kernel evaluates in float64 and rounds once into the result dtype:
-on the GPUs this targets (H100/H200: 67 TFLOP/s of FP64) a float32 stream of ~540 G elem/s
-leaves ~60 FP64 operations an element, which the cheap ops fit in; `bench/gpu_check.py`
-measures which ones do.
+the last bit or two. Kernels evaluate in float64 and round once into the result dtype, except
+elementwise ops on float32/float16 data that ``_numba_math32`` (the C kernels' float path)
+has: those run in float32. On an H200 the float64 versions were compute-bound on FP64 for
+every exp-based op (sigmoid forward at 50 % of copy, gelu 16 %: bench/gpu_check_H200.md);
+the float32 sigmoid kernel has 2 FP64 instructions left in its PTX instead of 211 (the float32
+path came after that GPU run and is unmeasured there).
 
 Kernels:
 - elementwise forward / backward / forward-with-derivative: grid-stride loops over flat
@@ -34,6 +36,7 @@ import numpy as np
 from .._catalogue import ELEMENTWISE_OPS
 from . import _layout
 from ._base import Backend
+from .numba_backend import _F32_KERNELS
 
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 # The simulator runs one Python thread per CUDA thread: 32-thread blocks and at most 2 blocks
@@ -120,7 +123,9 @@ class CudaBackend(_layout.FlatElementwise, Backend):
     # ---- device entry points: contiguous device arrays in, results written to outs ----------
     def run_elementwise(self, mode, kernel, params, flat_outs, flat_ins):
         p0, p1 = _layout.param_block(params)[:2]
-        fn = self._kernel(("ew", kernel, mode), _build_elementwise)
+        # float32/float16 results of the ops _numba_math32 has: float32 arithmetic.
+        f32 = flat_outs[0].dtype.itemsize <= 4 and kernel in _F32_KERNELS
+        fn = self._kernel(("ew", kernel, mode, f32), _build_elementwise)
         n = flat_outs[0].size
         fn[self._blocks(n), self.threads](*flat_ins, *flat_outs, p0, p1)
 
@@ -269,61 +274,68 @@ def _simulating():
     return bool(config.ENABLE_CUDASIM)
 
 
-def _build_elementwise(threads, kernel, mode):
-    from . import _numba_math as m
+def _build_elementwise(threads, kernel, mode, f32=False):
+    """f32: float32 arithmetic with _numba_math32's functions (float32/float16 results of the
+    ops it has), as the numba backend does on the CPU; otherwise float64."""
+    from . import _numba_math, _numba_math32
 
+    m = _numba_math32 if f32 else _numba_math
     fwd = getattr(m, f"{kernel}_fwd")
     der = getattr(m, f"{kernel}_der")
     piecewise, saved_y = _layout.op_traits(kernel)
     pw = m.pw
-    f64 = np.float64
+    ct = np.float32 if f32 else np.float64
 
     # Four elements a thread per step, loads first: one 4-byte load in flight per thread left
     # a forward relu at 81% of copy on an H200 (backward, with two loads, reached 95%): HBM
     # needs ~3 MB in flight and 132 SMs hold 270K threads.
     def forward(x, out, p0, p1):
+        q0, q1, q3 = ct(p0), ct(p1), ct(0.0)
         n = out.size
         step = cuda.gridsize(1)
         i = cuda.grid(1)
         while i + 3 * step < n:
             a0, a1, a2, a3 = x[i], x[i + step], x[i + 2 * step], x[i + 3 * step]
-            out[i] = fwd(f64(a0), p0, p1, 0.0)
-            out[i + step] = fwd(f64(a1), p0, p1, 0.0)
-            out[i + 2 * step] = fwd(f64(a2), p0, p1, 0.0)
-            out[i + 3 * step] = fwd(f64(a3), p0, p1, 0.0)
+            out[i] = fwd(ct(a0), q0, q1, q3)
+            out[i + step] = fwd(ct(a1), q0, q1, q3)
+            out[i + 2 * step] = fwd(ct(a2), q0, q1, q3)
+            out[i + 3 * step] = fwd(ct(a3), q0, q1, q3)
             i += 4 * step
         while i < n:
-            out[i] = fwd(f64(x[i]), p0, p1, 0.0)
+            out[i] = fwd(ct(x[i]), q0, q1, q3)
             i += step
 
-    def grad_in(g, s, p0, p1):
-        d = der(f64(s), p0, p1, 0.0)
-        return pw(f64(g), d) if piecewise else f64(g) * d
+    def grad_in(g, s, q0, q1):
+        q3 = ct(0.0)
+        d = der(ct(s), q0, q1, q3)
+        return pw(ct(g), d) if piecewise else ct(g) * d
 
     grad_in = grad_in if _simulating() else cuda.jit(device=True, forceinline=True)(grad_in)
 
     def backward(g, s, out, p0, p1):
+        q0, q1 = ct(p0), ct(p1)
         n = out.size
         step = cuda.gridsize(1)
         i = cuda.grid(1)
         while i + 3 * step < n:
             g0, g1, g2, g3 = g[i], g[i + step], g[i + 2 * step], g[i + 3 * step]
             s0, s1, s2, s3 = s[i], s[i + step], s[i + 2 * step], s[i + 3 * step]
-            out[i] = grad_in(g0, s0, p0, p1)
-            out[i + step] = grad_in(g1, s1, p0, p1)
-            out[i + 2 * step] = grad_in(g2, s2, p0, p1)
-            out[i + 3 * step] = grad_in(g3, s3, p0, p1)
+            out[i] = grad_in(g0, s0, q0, q1)
+            out[i + step] = grad_in(g1, s1, q0, q1)
+            out[i + 2 * step] = grad_in(g2, s2, q0, q1)
+            out[i + 3 * step] = grad_in(g3, s3, q0, q1)
             i += 4 * step
         while i < n:
-            out[i] = grad_in(g[i], s[i], p0, p1)
+            out[i] = grad_in(g[i], s[i], q0, q1)
             i += step
 
     def with_derivative(x, out_y, out_d, p0, p1):
+        q0, q1, q3 = ct(p0), ct(p1), ct(0.0)
         for i in range(cuda.grid(1), out_y.size, cuda.gridsize(1)):
-            xi = f64(x[i])
-            out_y[i] = fwd(xi, p0, p1, 0.0)
+            xi = ct(x[i])
+            out_y[i] = fwd(xi, q0, q1, q3)
             # A saved y is the rounded output, as backward would see it.
-            out_d[i] = der(f64(out_y[i]) if saved_y else xi, p0, p1, 0.0)
+            out_d[i] = der(ct(out_y[i]) if saved_y else xi, q0, q1, q3)
 
     return _kernel((forward, backward, with_derivative)[mode])
 
