@@ -36,7 +36,7 @@ import numpy as np
 from .._catalogue import ELEMENTWISE_OPS
 from . import _layout
 from ._base import Backend
-from .numba_backend import _F32_KERNELS
+from .numba_backend import _F32_KERNELS, _residual
 
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 # The simulator runs one Python thread per CUDA thread: 32-thread blocks and at most 2 blocks
@@ -127,7 +127,7 @@ class CudaBackend(_layout.FlatElementwise, Backend):
         f32 = flat_outs[0].dtype.itemsize <= 4 and kernel in _F32_KERNELS
         fn = self._kernel(("ew", kernel, mode, f32), _build_elementwise)
         n = flat_outs[0].size
-        fn[self._blocks(n), self.threads](*flat_ins, *flat_outs, p0, p1)
+        fn[self._blocks(n), self.threads](*flat_ins, *flat_outs, p0, p1, _residual(p0, f32))
 
     def run_rows(self, name, arrays, out, *extra):
         fn = self._kernel(("rows", name), _build_rows)
@@ -289,8 +289,8 @@ def _build_elementwise(threads, kernel, mode, f32=False):
     # Four elements a thread per step, loads first: one 4-byte load in flight per thread left
     # a forward relu at 81% of copy on an H200 (backward, with two loads, reached 95%): HBM
     # needs ~3 MB in flight and 132 SMs hold 270K threads.
-    def forward(x, out, p0, p1):
-        q0, q1, q3 = ct(p0), ct(p1), ct(0.0)
+    def forward(x, out, p0, p1, p3):
+        q0, q1, q3 = ct(p0), ct(p1), ct(p3)
         n = out.size
         step = cuda.gridsize(1)
         i = cuda.grid(1)
@@ -305,32 +305,31 @@ def _build_elementwise(threads, kernel, mode, f32=False):
             out[i] = fwd(ct(x[i]), q0, q1, q3)
             i += step
 
-    def grad_in(g, s, q0, q1):
-        q3 = ct(0.0)
+    def grad_in(g, s, q0, q1, q3):
         d = der(ct(s), q0, q1, q3)
         return pw(ct(g), d) if piecewise else ct(g) * d
 
     grad_in = grad_in if _simulating() else cuda.jit(device=True, forceinline=True)(grad_in)
 
-    def backward(g, s, out, p0, p1):
-        q0, q1 = ct(p0), ct(p1)
+    def backward(g, s, out, p0, p1, p3):
+        q0, q1, q3 = ct(p0), ct(p1), ct(p3)
         n = out.size
         step = cuda.gridsize(1)
         i = cuda.grid(1)
         while i + 3 * step < n:
             g0, g1, g2, g3 = g[i], g[i + step], g[i + 2 * step], g[i + 3 * step]
             s0, s1, s2, s3 = s[i], s[i + step], s[i + 2 * step], s[i + 3 * step]
-            out[i] = grad_in(g0, s0, q0, q1)
-            out[i + step] = grad_in(g1, s1, q0, q1)
-            out[i + 2 * step] = grad_in(g2, s2, q0, q1)
-            out[i + 3 * step] = grad_in(g3, s3, q0, q1)
+            out[i] = grad_in(g0, s0, q0, q1, q3)
+            out[i + step] = grad_in(g1, s1, q0, q1, q3)
+            out[i + 2 * step] = grad_in(g2, s2, q0, q1, q3)
+            out[i + 3 * step] = grad_in(g3, s3, q0, q1, q3)
             i += 4 * step
         while i < n:
-            out[i] = grad_in(g[i], s[i], q0, q1)
+            out[i] = grad_in(g[i], s[i], q0, q1, q3)
             i += step
 
-    def with_derivative(x, out_y, out_d, p0, p1):
-        q0, q1, q3 = ct(p0), ct(p1), ct(0.0)
+    def with_derivative(x, out_y, out_d, p0, p1, p3):
+        q0, q1, q3 = ct(p0), ct(p1), ct(p3)
         for i in range(cuda.grid(1), out_y.size, cuda.gridsize(1)):
             xi = ct(x[i])
             out_y[i] = fwd(xi, q0, q1, q3)
