@@ -24,6 +24,8 @@ from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import ERFC_CHEB_F32, ERFC_K
+# Type-generic (no constants inside), so the float64 module's serve float32 as they are.
+from ._numba_math import clamp, fmax, fmin, nan_or  # noqa: F401 - used by the ops below
 
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
 
@@ -86,26 +88,6 @@ def _from_ibits(typingctx, b):
         return builder.bitcast(args[0], ir.FloatType())
 
     return types.float32(types.int32), codegen
-
-
-@jit
-def fmin(a, b):  # NaN in a stays
-    return b if b < a else a
-
-
-@jit
-def fmax(a, b):
-    return b if b > a else a
-
-
-@jit
-def clamp(x, lo, hi):
-    return fmin(fmax(x, lo), hi)
-
-
-@jit
-def nan_or(s, v):
-    return s if s != s else v
 
 
 @jit
