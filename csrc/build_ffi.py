@@ -32,7 +32,11 @@ def _sources() -> list:
 # -ffp-contract=off: the kernels ask for FMA explicitly where they want it, so that forward,
 # backward and fused loops round the same expression identically (with contraction left to
 # GCC, y from derivative=True differed from the forward's y by 1 ULP in 1.5% of elements).
-_CFLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+# -fopenmp-simd: only the `#pragma omp simd` loop annotations (no OpenMP runtime, no threads):
+# they let a row's sum and maximum be reordered into SIMD lanes, which strict IEEE evaluation
+# otherwise forbids (the float32 softmax exp-and-sum pass: 161 -> 115 us for 256 rows of 1024).
+_CFLAGS = ["-O3", "-std=gnu11", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
+           "-fopenmp-simd"]
 if os.environ.get("FUSEDACT_CFLAGS"):
     _CFLAGS += os.environ["FUSEDACT_CFLAGS"].split()
 
