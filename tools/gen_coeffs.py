@@ -11,6 +11,14 @@ Chebyshev series is evaluated by Clenshaw's recurrence. The float64 set has 25 t
 (truncation error 3.8e-18, 24 terms give 5.1e-17) and the float32 set 13 (5.2e-9; 12 give
 4e-8): the fewest whose truncation error, measured against mpmath, stays under a tenth of
 the format's epsilon.
+
+gelu, float32: Phi(-a) = e^(-a^2/2) R(a) with R(a) = N(a)/D(a), degrees 4 and 5, on
+a in [0, 13.5] (beyond, gelu(-a) is below float's smallest normal). The coefficients are the
+result of a linearised least-squares fit with Lawson reweighting (``--refit`` reruns it with
+NumPy and prints them); they are kept as literals here because that fit goes through LAPACK,
+whose last bits differ between machines, and the check below measures them with mpmath:
+max relative error 5.1e-9 (0.09 ULP of float), every coefficient positive, so the double
+Horner sums that evaluate them have no cancellation.
 """
 
 from __future__ import annotations
@@ -61,6 +69,50 @@ def max_rel_error(coeffs, points=2000):
     return worst
 
 
+GELU_AMAX = 13.5
+GELU_NUM = (0.5000000025639803, 0.43614713524055737, 0.1816465065141188, 0.04009829282735977,
+            0.004037034200430164)
+GELU_DEN = (1.0, 1.670179199962348, 1.195898963988259, 0.46527701238854463,
+            0.10051872412183145, 0.010119205236928726)
+
+
+def _gelu_r(a):
+    """R(a) = Phi(-a) e^(a^2/2)."""
+    return mpmath.erfc(a / mpmath.sqrt(2)) * mpmath.exp(a * a / 2) / 2
+
+
+def gelu_rational_error(points=1500):
+    worst = mpmath.mpf(0)
+    for j in range(points + 1):
+        a = mpmath.mpf(GELU_AMAX) * j / points
+        num = mpmath.polyval(list(reversed(GELU_NUM)), a)
+        den = mpmath.polyval(list(reversed(GELU_DEN)), a)
+        worst = max(worst, abs(num / den / _gelu_r(a) - 1))
+    return worst
+
+
+def refit_gelu_rational(n=4, m=5, nodes=3000):
+    """The fit that produced GELU_NUM/GELU_DEN (prints them; needs NumPy)."""
+    import numpy as np
+
+    a = np.sort(0.5 * GELU_AMAX * (1 - np.cos(np.pi * (np.arange(nodes) + 0.5) / nodes)))
+    r = np.array([float(_gelu_r(mpmath.mpf(v))) for v in a])
+    den, w = np.ones_like(a), np.ones_like(a)
+    for it in range(60):
+        lhs = np.hstack([np.vander(a, n + 1, increasing=True),
+                         -r[:, None] * np.vander(a, m + 1, increasing=True)[:, 1:]])
+        weight = w / (den * r)  # relative error, linearised around the previous denominator
+        sol = np.linalg.lstsq(lhs * weight[:, None], r * weight, rcond=None)[0]
+        pn, pd = sol[:n + 1], np.concatenate([[1.0], sol[n + 1:]])
+        den = np.polyval(pd[::-1], a)
+        err = np.polyval(pn[::-1], a) / den / r - 1
+        if it > 20:  # Lawson: weight up where the error peaks, towards equal ripple
+            w = w * (1 + 3 * np.abs(err) / np.max(np.abs(err)))
+    print("GELU_NUM =", tuple(float(v) for v in pn))
+    print("GELU_DEN =", tuple(float(v) for v in pd))
+    print("max relative error", np.max(np.abs(err)))
+
+
 def main(check_only=False):
     sets = {"f64": 25, "f32": 13}
     out = {}
@@ -83,6 +135,21 @@ def main(check_only=False):
         py.append(f"ERFC_CHEB_{name.upper()} = (")
         py += [f"    {v!r}," for v in c]
         py.append(")")
+    err = gelu_rational_error()
+    print(f"gelu R(a) = N/D float32 set: max relative error {mpmath.nstr(err, 3)}",
+          file=sys.stderr)
+    assert err < 1e-8 and min(GELU_NUM + GELU_DEN) > 0
+    header += ["", "/* float32 gelu: Phi(-a) = e^(-a^2/2) N(a)/D(a) on [0, 13.5] (max rel. error "
+               f"{mpmath.nstr(err, 2)}). */",
+               f"#define FA_GELU_AMAX {GELU_AMAX!r}"]
+    py += ["", f"GELU_AMAX = {GELU_AMAX!r}"]
+    for name, c in (("num", GELU_NUM), ("den", GELU_DEN)):
+        header.append(f"static const double fa_gelu_{name}[{len(c)}] = {{")
+        header += [f"    {v!r}," for v in c]
+        header.append("};")
+        py.append(f"GELU_{name.upper()} = (")
+        py += [f"    {v!r}," for v in c]
+        py.append(")")
     header += ["", "#endif", ""]
     py.append("")
     files = {ROOT / "csrc" / "fa_coeffs.h": "\n".join(header),
@@ -95,4 +162,7 @@ def main(check_only=False):
 
 
 if __name__ == "__main__":
-    main()
+    if "--refit" in sys.argv:
+        refit_gelu_rational()
+    else:
+        main()

@@ -7,8 +7,8 @@ The float64 module (``_numba_math``) widens float32 data and so runs at half the
 functions keep float32 throughout. Every constant is a ``np.float32`` global (Numba types a
 Python float as float64, which would widen the whole expression again), and 2^k comes from
 the bits of the float32 rounding trick, through two LLVM bitcasts like the float64 module's.
-gelu, swish and mish follow the C float path's own mix of float and double (e.g. gelu's
-series and exponential in float, the rest in double: 0.47x -> 1.2x the C kernels); swish and
+gelu, swish and mish follow the C float path's own mix of float and double (gelu's
+exponential in float, its rational function in double); swish and
 softplus take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3].
 gelu_tanh is not ported yet and keeps the float64 module for float32.
 """
@@ -23,9 +23,9 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
-from .._coeffs import ERFC_CHEB_F32, ERFC_K
+from .._coeffs import GELU_AMAX, GELU_DEN, GELU_NUM
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
-from ._numba_math import clamp, fmax, fmin, nan_or  # noqa: F401 - used by the ops below
+from ._numba_math import clamp, fmax, fmin, nan_or, two_sum_err  # noqa: F401 - used below
 
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
 
@@ -137,6 +137,17 @@ def exp_lite_neg(x):
     p, t = reduce(xc)
     e = p * scale_of(t)
     return ZERO if under else e
+
+
+@jit
+def exp_shifted(x, m):
+    """e^(x - m) with the rounding error of x - m applied to first order (x - m rounded costs
+    |x - m| eps/2 of relative error: 10 ULP at x - m = -20)."""
+    d = x - m
+    err = two_sum_err(x, -m, d)
+    err = err if abs(d) < INF32 else ZERO
+    e = exp_lite_neg(d)
+    return e * err + e
 
 
 @jit
@@ -449,78 +460,55 @@ def pw(g, d):
     return ZERO if d == ZERO else g * d
 
 
-# ---- gelu (exact form): the C kernels' float path, which runs all but the series and the
-# exponential in double (in float the roundings around erfc cost 3.8 ULP at x = -2.07) ----
-def _straight_line(name, body_lines, constants):
-    """A jitted function from generated straight-line code (a loop over a coefficient tuple
-    keeps the loop scalar; see _numba_math), its constants float32 globals."""
-    namespace = dict(constants, ZERO=ZERO)
-    exec("def %s(t):\n    " % name + "\n    ".join(body_lines), namespace)  # noqa: S102
-    return jit(namespace[name])
-
-
-_ERFC = {f"C{k}": F(c) for k, c in enumerate(ERFC_CHEB_F32)}
-_lines = ["t2 = t + t", "b1 = ZERO", "b2 = ZERO"]
-for _k in range(len(ERFC_CHEB_F32) - 1, 0, -1):
-    _lines += [f"b0 = t2 * b1 + (C{_k} - b2)", "b2 = b1", "b1 = b0"]
-_lines.append("return t * b1 + (C0 - b2)")
-_clenshaw_erfc = _straight_line("_clenshaw_erfc", _lines, _ERFC)
-# erf(z) for |z| <= 0.5: Taylor, 8 terms (8e-10 relative), coefficients rounded to float.
-_ERF = {f"A{k}": F(c) for k, c in enumerate(
-    (1.0, -1.0 / 3, 1.0 / 10, -1.0 / 42, 1.0 / 216, -1.0 / 1320, 1.0 / 9360, -1.0 / 75600))}
-_lines = ["q = A7"] + [f"q = q * t + A{_k}" for _k in range(6, -1, -1)] + ["return q"]
-_erf_series = _straight_line("_erf_series", _lines, _ERF)
-ERFC_K32 = F(ERFC_K)
-GELU_CLAMP = F(-15.0) * F(1.5)  # -22.5: |z| past 15 is clamped anyway
-GELU_ZERO_BELOW = F(-15.0) * F(1.4)
-RSQRT2_32 = F(0.7071067811865476)
-TWO_OVER_SQRT_PI = F(1.1283791670955126)
+# ---- gelu (exact form): the C kernels' float path (csrc/fa_ops.inc explains it): x Q(|x|)
+# with Q(a) = e^(-a^2/2) N(a)/D(a), the exponential in float with a^2 split exactly, N, D and
+# x N / D in double (in float their roundings alone reached 5 units of 2^-24) ----
+GELU_AMAX32 = F(GELU_AMAX)
 INV_SQRT_2PI = F(0.3989422804014327)
-SMALL_X = F(0.7)
+TWO_POW_M64 = F(2.0 ** -64)
+U191 = np.uint32(127 + 64)
+N0, N1, N2, N3, N4 = GELU_NUM
+D0, D1, D2, D3, D4, D5 = GELU_DEN
 
 
 @jit
-def gelu_parts(x):
-    """(head, p, s1, s2) with Phi(-|x|) = ((head p) s1) s2; head in double."""
-    xf = clamp(x, GELU_CLAMP, -GELU_CLAMP)
-    z = np.float64(xf) * 0.70710678118654752440
-    az = -z if z < 0.0 else z
-    az = 15.0 if az > 15.0 else az
-    azf = np.float32(az)
-    t = (azf - ERFC_K32) / (azf + ERFC_K32)
-    y = np.float64(_clenshaw_erfc(t))
-    sq = az * az
-    sq_hi = np.float32(sq)
-    sq_lo = sq - np.float64(sq_hi)
-    head = 0.5 * y / (1.0 + 2.0 * az) * (1.0 - sq_lo)
-    p, s1, s2 = exp_parts(-sq_hi)
-    return head, p, s1, s2
-
-
-@jit
-def erf_small(z):
-    return (z * TWO_OVER_SQRT_PI) * _erf_series(z * z)
+def gelu_parts(a):
+    """(N/D as double, r, p1, s): e^(-a^2/2) w = ((w + (w r) p1) s) 2^-64 for any w."""
+    h = a * a
+    lo = two_prod_err(a, a, h)
+    hz = HALF * h
+    lz = HALF * lo
+    tk = hz * -LOG2E + MAGIC
+    k = tk - MAGIC  # rint(-hz log2 e), in [-132, 0]
+    r = (-k * LN2_HI - hz)  # exact (Cody-Waite)
+    r = (-k * LN2_LO + r) - lz
+    p1 = exp_tail(r) * r + ONE
+    s = _from_bits(np.uint32((_bits(tk) + U191) << U23))
+    ad = np.float64(a)
+    num = (((N4 * ad + N3) * ad + N2) * ad + N1) * ad + N0
+    den = ((((D5 * ad + D4) * ad + D3) * ad + D2) * ad + D1) * ad + D0
+    return num / den, r, p1, s
 
 
 @jit
 def gelu_fwd(x, p0, p1, p3):
-    head, p, s1, s2 = gelu_parts(x)
-    lower = (np.float32(head * np.float64(p)) * s1) * s2
-    neg = (np.float32((np.float64(x) * head) * np.float64(p)) * s1) * s2
-    y = neg if x < ZERO else x * (ONE - lower)
-    hx = HALF * x
-    small = hx * erf_small(x * RSQRT2_32) + hx
-    y = small if abs(x) < SMALL_X else y
-    return math.copysign(ZERO, x) if x < GELU_ZERO_BELOW else y
+    a = fmin(abs(x), GELU_AMAX32)  # NaN stays NaN
+    rat, r, q1, s = gelu_parts(a)
+    v = np.float32(np.float64(math.copysign(a, x)) * rat)  # x R(a)
+    xq = (((v * r) * q1 + v) * s) * TWO_POW_M64  # x Q(a)
+    y = xq if x <= ZERO else x - xq  # <=: -0 keeps its sign
+    return -ZERO if x < -GELU_AMAX32 else y
 
 
 @jit
 def gelu_der(x, p0, p1, p3):
-    head, p, s1, s2 = gelu_parts(x)
-    lower = (np.float32(head * np.float64(p)) * s1) * s2
-    xc = clamp(x, GELU_CLAMP, -GELU_CLAMP)
-    cdf = lower if x < ZERO else ONE - lower
-    return cdf + ((xc * INV_SQRT_2PI * p) * s1) * s2
+    a = fmin(abs(x), GELU_AMAX32)
+    rat, r, q1, s = gelu_parts(a)
+    big_r = np.float32(rat)
+    w = math.copysign(a, x) * INV_SQRT_2PI + (big_r if x < ZERO else -big_r)
+    ew = (((w * r) * q1 + w) * s) * TWO_POW_M64
+    ew = -ZERO if x < -GELU_AMAX32 else ew  # -inf: 0, not e^-91 R
+    return ew if x < ZERO else ONE + ew
 
 
 # The kernels this module serves for float32 data (numba_backend._F32_KERNELS names the same;
