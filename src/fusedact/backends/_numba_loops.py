@@ -18,9 +18,11 @@ from fusedact.backends import _numba_math as _m
 fwd, der = _m.relu_fwd, _m.relu_der
 piecewise, saved_y, identity = True, True, False
 pw = _m.pw
-# The type the elementwise loops compute in: float64, or float32 in a copy bound to
-# _numba_math32's functions (the bias and row loops always widen to float64).
+# The type the loops compute in: float64, or float32 in a copy bound to _numba_math32's
+# functions. In a float32 copy the row sums still run in float64 (f32_copy), without the
+# compensation float64 data needs, and grad_bias sums in float64 in both.
 ct = np.float64
+f32_copy = False
 exp_shifted, exp_lite, two_sum_err = _m.exp_shifted, _m.exp_lite, _m.two_sum_err
 
 
@@ -53,27 +55,29 @@ def with_derivative(x, out_y, out_d, p0, p1, p3):
 
 
 # ---- bias_act: forward, and backward with the column sums (serial: row order) --------
-def bias_forward(x, bias, out, p0, p1):
+def bias_forward(x, bias, out, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for r in prange(x.shape[0]):
         for j in range(x.shape[1]):
             z = x[r, j] + bias[j]  # rounded to the dtype, as act(x + bias) sees it
-            out[r, j] = z if identity else fwd(np.float64(z), p0, p1, 0.0)
+            out[r, j] = z if identity else fwd(ct(z), q0, q1, q3)
 
 
-def bias_backward(g, x, bias, gx, acc, p0, p1):
+def bias_backward(g, x, bias, gx, acc, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for r in range(x.shape[0]):
         for j in range(x.shape[1]):
-            z = np.float64(x[r, j] + bias[j])
+            z = ct(x[r, j] + bias[j])
             if identity:
-                v = np.float64(g[r, j])
+                v = ct(g[r, j])
             else:
                 if saved_y:
-                    gx[r, j] = fwd(z, p0, p1, 0.0)  # y rounded to the dtype, as saved
-                    s = np.float64(gx[r, j])
+                    gx[r, j] = fwd(z, q0, q1, q3)  # y rounded to the dtype, as saved
+                    s = ct(gx[r, j])
                 else:
                     s = z
-                d = der(s, p0, p1, 0.0)
-                v = pw(np.float64(g[r, j]), d) if piecewise else np.float64(g[r, j]) * d
+                d = der(s, q0, q1, q3)
+                v = pw(ct(g[r, j]), d) if piecewise else ct(g[r, j]) * d
             gx[r, j] = v
             acc[j] += np.float64(gx[r, j])
 
@@ -109,21 +113,24 @@ row_max = _inline(row_max)
 
 
 def row_sum_exp(row, m_, out_row):
-    """Sum of e^(row - m_), compensated in each lane (Neumaier); stores the terms in out_row
-    unless it is None."""
+    """Sum of e^(row - m_) in float64, compensated in each lane (Neumaier) for float64 data;
+    stores the terms in out_row unless it is None."""
     n = row.size
     full = n - n % LANES
     acc = np.zeros(LANES)
     comp = np.zeros(LANES)
     for i in range(0, full, LANES):
         for k in range(LANES):
-            e = exp_shifted(np.float64(row[i + k]), m_)
+            e = exp_shifted(ct(row[i + k]), m_)
             if out_row is not None:
                 out_row[i + k] = e
-            a = acc[k]
-            t = a + e
-            comp[k] += two_sum_err(a, e, t)
-            acc[k] = t
+            if f32_copy:  # a float64 sum of float32 terms needs no compensation
+                acc[k] += np.float64(e)
+            else:
+                a = acc[k]
+                t = a + e
+                comp[k] += two_sum_err(a, e, t)
+                acc[k] = t
     s = 0.0
     c = 0.0
     for k in range(LANES):
@@ -131,7 +138,7 @@ def row_sum_exp(row, m_, out_row):
         c += two_sum_err(s, acc[k], t) + comp[k]
         s = t
     for i in range(full, n):
-        e = exp_shifted(np.float64(row[i]), m_)
+        e = np.float64(exp_shifted(ct(row[i]), m_))
         if out_row is not None:
             out_row[i] = e
         t = s + e
@@ -145,34 +152,40 @@ row_sum_exp = _inline(row_sum_exp)
 
 def softmax(x, out):
     for r in prange(x.shape[0]):
-        m_ = np.float64(row_max(x[r]))
+        m_ = ct(row_max(x[r]))
         s = row_sum_exp(x[r], m_, out[r])
-        for j in range(x.shape[1]):
-            out[r, j] = np.float64(out[r, j]) / s
+        if f32_copy:
+            # e * (1/s) in float64, one rounding per entry, as the C kernels do.
+            inv = 1.0 / s
+            for j in range(x.shape[1]):
+                out[r, j] = ct(np.float64(out[r, j]) * inv)
+        else:
+            for j in range(x.shape[1]):
+                out[r, j] = np.float64(out[r, j]) / s
 
 
 def log_softmax(x, out):
     for r in prange(x.shape[0]):
-        m_ = np.float64(row_max(x[r]))
+        m_ = ct(row_max(x[r]))
         s = row_sum_exp(x[r], m_, None)
-        log_s = np.log(s)
+        log_s = ct(np.log(s))
         for j in range(x.shape[1]):
-            out[r, j] = (np.float64(x[r, j]) - m_) - log_s
+            out[r, j] = (ct(x[r, j]) - m_) - log_s
 
 
 def row_dot(a, b):
-    """Sum of a * b (float64), in LANES partial sums."""
+    """Sum of a * b in the compute type, in LANES partial sums."""
     n = a.size
     full = n - n % LANES
-    acc = np.zeros(LANES)
+    acc = np.zeros(LANES, dtype=ct)
     for i in range(0, full, LANES):
         for k in range(LANES):
-            acc[k] += np.float64(a[i + k]) * np.float64(b[i + k])
-    total = 0.0
+            acc[k] += ct(a[i + k]) * ct(b[i + k])
+    total = ct(0.0)
     for k in range(LANES):
         total += acc[k]
     for i in range(full, n):
-        total += np.float64(a[i]) * np.float64(b[i])
+        total += ct(a[i]) * ct(b[i])
     return total
 
 
@@ -180,18 +193,18 @@ row_dot = _inline(row_dot)
 
 
 def row_total(a):
-    """Sum of a (float64), in LANES partial sums."""
+    """Sum of a in the compute type, in LANES partial sums."""
     n = a.size
     full = n - n % LANES
-    acc = np.zeros(LANES)
+    acc = np.zeros(LANES, dtype=ct)
     for i in range(0, full, LANES):
         for k in range(LANES):
-            acc[k] += np.float64(a[i + k])
-    total = 0.0
+            acc[k] += ct(a[i + k])
+    total = ct(0.0)
     for k in range(LANES):
         total += acc[k]
     for i in range(full, n):
-        total += np.float64(a[i])
+        total += ct(a[i])
     return total
 
 
@@ -202,14 +215,14 @@ def softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
         dot = row_dot(g[r], y[r])
         for j in range(y.shape[1]):
-            out[r, j] = np.float64(y[r, j]) * (np.float64(g[r, j]) - dot)
+            out[r, j] = ct(y[r, j]) * (ct(g[r, j]) - dot)
 
 
 def log_softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
         total = row_total(g[r])
         for j in range(y.shape[1]):
-            out[r, j] = np.float64(g[r, j]) - exp_lite(np.float64(y[r, j])) * total
+            out[r, j] = ct(g[r, j]) - exp_lite(ct(y[r, j])) * total
 
 
 def maxout(x, out, pieces):
@@ -249,11 +262,15 @@ def xent(z, labels, ignore, loss, grad):
             for j in range(z.shape[1]):
                 grad[r, j] = 0.0
             continue
-        z_label = np.float64(z[r, label])
-        m_ = np.float64(row_max(z[r]))
+        z_label = ct(z[r, label])
+        m_ = ct(row_max(z[r]))
         s = row_sum_exp(z[r], m_, grad[r])
-        loss[r] = np.log(s) - (z_label - m_)
-        for j in range(z.shape[1]):
-            grad[r, j] = np.float64(grad[r, j]) / s
+        loss[r] = ct(np.log(s)) - (z_label - m_)
+        if f32_copy:
+            inv = 1.0 / s  # in float64: each term rounds once, as in the C kernels
+            for j in range(z.shape[1]):
+                grad[r, j] = ct(np.float64(grad[r, j]) * inv)
+        else:
+            for j in range(z.shape[1]):
+                grad[r, j] = np.float64(grad[r, j]) / s
         grad[r, label] -= 1.0
-

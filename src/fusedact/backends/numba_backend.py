@@ -96,16 +96,18 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
     _rows = staticmethod(_layout.rows)
     _rows_out = staticmethod(_layout.rows_out)
 
-    def _row_kernel(self, name):
-        key = ("rows", name)
+    def _row_kernel(self, name, f32=False):
+        key = ("rows", name, f32)
         if key not in self._loops:
-            self._loops[key] = _build_rows(self.numba, name)
+            self._loops[key] = _build_rows(self.numba, name, f32)
         return self._loops[key]
 
     def _row_call(self, name, axis, out, *arrays):
         rows = [self._rows(a, axis) for a in arrays]
         target, scratch = self._rows_out(out, axis)
-        self._run(self._row_kernel(name), target.size, *rows, target)
+        # float32 rows in float32 arithmetic (the sums in float64): 2x the SIMD lanes.
+        f32 = target.dtype.itemsize == 4
+        self._run(self._row_kernel(name, f32), target.size, *rows, target)
         _layout.rows_copy_back(out, axis, scratch)
 
     def softmax(self, x, axis, out):
@@ -132,28 +134,29 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         self._run(self._row_kernel("maxout_backward"), xr.size, gr, xr, target, pieces)
         _layout.rows_copy_back(out, axis, scratch)
 
-    def _bias_kernel(self, spec, params, backward):
+    def _bias_kernel(self, spec, params, backward, dtype):
         kernel = "identity" if spec is None else _layout.kernel_name(spec, params)
-        key = ("bias_bwd" if backward else "bias", kernel)
+        f32 = dtype.itemsize == 4 and kernel in _F32_KERNELS
+        key = ("bias_bwd" if backward else "bias", kernel, f32)
         if key not in self._loops:
-            self._loops[key] = _build_bias(self.numba, kernel, backward)
+            self._loops[key] = _build_bias(self.numba, kernel, backward, f32)
         p0, p1 = _layout.param_block(params)[:2]
-        return self._loops[key], p0, p1
+        return self._loops[key], p0, p1, _residual(p0, f32)
 
     def bias_act(self, spec, x, bias, params, out):
-        loops, p0, p1 = self._bias_kernel(spec, params, False)
+        loops, p0, p1, p3 = self._bias_kernel(spec, params, False, out.dtype)
         xr = self._rows(x, -1)
         target, scratch = self._rows_out(out, -1)
-        self._run(loops, xr.size, xr, np.ascontiguousarray(bias), target, p0, p1)
+        self._run(loops, xr.size, xr, np.ascontiguousarray(bias), target, p0, p1, p3)
         if scratch is not None:
             out[...] = scratch.reshape(out.shape)
 
     def bias_act_backward(self, spec, grad, x, bias, params, out_grad_x, out_grad_bias):
-        loops, p0, p1 = self._bias_kernel(spec, params, True)
+        loops, p0, p1, p3 = self._bias_kernel(spec, params, True, out_grad_x.dtype)
         xr, gr = self._rows(x, -1), self._rows(grad, -1)
         target, scratch = self._rows_out(out_grad_x, -1)
         acc = np.zeros(xr.shape[-1], np.float64)
-        loops[0](gr, xr, np.ascontiguousarray(bias), target, acc, p0, p1)  # serial: the
+        loops[0](gr, xr, np.ascontiguousarray(bias), target, acc, p0, p1, p3)  # serial: the
         # column sums are accumulated in row order, the same on any thread count
         if scratch is not None:
             out_grad_x[...] = scratch.reshape(out_grad_x.shape)
@@ -163,7 +166,7 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         zr = self._rows(logits, -1)
         target, scratch = self._rows_out(out_grad, -1)
         loss = np.empty(zr.shape[0], out_loss.dtype)
-        self._run(self._row_kernel("xent"), zr.size, zr,
+        self._run(self._row_kernel("xent", target.dtype.itemsize == 4), zr.size, zr,
                   np.ascontiguousarray(labels, dtype=np.int64).reshape(-1), ignore_index, loss,
                   target)
         out_loss[...] = loss.reshape(out_loss.shape)
@@ -236,7 +239,8 @@ def _loops_for(kernel, f32=False):
     if f32:
         binding += ("from fusedact.backends import _numba_math32 as _m32  # noqa: E402\n"
                     f"fwd, der, pw = _m32.{scalar}_fwd, _m32.{scalar}_der, _m32.pw\n"
-                    "ct = np.float32\n")
+                    "exp_shifted, exp_lite = _m32.exp_shifted, _m32.exp_lite\n"
+                    "ct, f32_copy = np.float32, True\n")
     with open(_numba_loops.__file__, encoding="utf-8") as f:
         text = f.read() + binding
     import numba
@@ -274,12 +278,12 @@ def _build_elementwise(numba, kernel, f32=False):
                  for f in (loops.forward, loops.backward, loops.with_derivative))
 
 
-def _build_bias(numba, kernel, backward):
-    loops = _loops_for(kernel)
+def _build_bias(numba, kernel, backward, f32=False):
+    loops = _loops_for(kernel, f32)
     f = loops.bias_backward if backward else loops.bias_forward
     return _jit(numba, f, False), _jit(numba, f, not backward)
 
 
-def _build_rows(numba, name):
-    fn = getattr(_loops_for(None), name)
+def _build_rows(numba, name, f32=False):
+    fn = getattr(_loops_for(None, f32), name)
     return _jit(numba, fn, False), _jit(numba, fn, True)
