@@ -1,0 +1,154 @@
+"""The performance targets of the `c` and `numba` backends, measured and judged in one run.
+
+    python bench/targets.py                       # the issues' grid: about 10 minutes here
+    python bench/targets.py --sizes 262144 --threads 1 --ops sigmoid gelu softmax
+
+For every op, direction, dtype, size and thread count it times fusedact[c], fusedact[numba],
+PyTorch CPU (same thread count, its functions without ``out=`` against ours without ``out=``)
+and the copy of the same arrays side by side (median of `--repeats` rounds, interleaved so a
+noisy neighbour hits every contender alike), then checks:
+
+- c: an elementwise op is at least 1.3x PyTorch or at least 85 % of the copy bandwidth;
+  softmax rows of 1024: at least 1.3x PyTorch;
+- numba: at least 0.7x the c backend and (at least 1.3x PyTorch or 85 % of the copy);
+- the geometric mean of c over PyTorch (elementwise ops), the float32 sigmoid rate on one
+  thread (XNNPACK's 3.3 Gelem/s), tanh against np.tanh.
+
+It prints one Markdown table (a row per case, a verdict per backend) and a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+import numpy as np
+
+import fusedact
+from fusedact import _bench, _threads
+from fusedact._catalogue import ELEMENTWISE_OPS
+
+TORCH_FACTOR = 1.3
+COPY_FRACTION = 0.85
+NUMBA_VS_C = 0.7
+SIGMOID_GELEM = 3.3  # XNNPACK's published AVX-512 float32 sigmoid rate, one thread
+GEOMEAN_TARGET = 3.0
+
+
+def _median_times(fns: dict, min_time: float, repeats: int) -> dict:
+    """Median seconds per call of each contender, the rounds of all contenders interleaved."""
+    loops = {}
+    for label, fn in fns.items():
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        loops[label] = max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+    rounds = {label: [] for label in fns}
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(loops[label]):
+                fn()
+            rounds[label].append((time.perf_counter() - t0) / loops[label])
+    return {label: float(np.median(r)) for label, r in rounds.items()}
+
+
+def _verdict(t, torch_t, copy_t, c_t=None):
+    """'ok' or the reasons it misses, for one backend's time t."""
+    vs_torch = torch_t / t if torch_t else float("nan")
+    pct_copy = copy_t / t
+    fast = vs_torch >= TORCH_FACTOR or pct_copy >= COPY_FRACTION
+    misses = [] if fast else [f"<{TORCH_FACTOR}x torch"]
+    if c_t is not None and c_t / t < NUMBA_VS_C:
+        misses.append(f"<{NUMBA_VS_C}x c")
+    return "ok" if not misses else ", ".join(misses)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ops", nargs="*", default=list(_bench.BENCH_OPS), choices=_bench.BENCH_OPS)
+    ap.add_argument("--dtypes", nargs="*", default=["float32", "float64"])
+    ap.add_argument("--sizes", nargs="*", type=int, default=[4_194_304, 262_144])
+    ap.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    ap.add_argument("--directions", nargs="*", default=["forward", "backward"])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--min-time", type=float, default=0.02)
+    args = ap.parse_args(argv)
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    backends = [b for b in ("c", "numba") if b in fusedact.available_backends()]
+    print(f"machine: {_bench.machine_line(max(args.threads))}; backends: {', '.join(backends)}")
+    print()
+    print("| op | dir | dtype | n | thr | c µs | numba µs | torch µs | copy µs "
+          "| c × torch | c % copy | numba × c | c | numba |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    summary = {"c": [], "numba": []}
+    geo = {}  # (dtype, n, threads) -> [c vs torch of each elementwise case]
+    sigmoid_rate, tanh_vs_np = [], []
+    for threads in args.threads:
+        _threads.set_num_threads(threads)
+        if torch is not None:
+            torch.set_num_threads(threads)
+        for dtype in args.dtypes:
+            for n in args.sizes:
+                for op in args.ops:
+                    for direction in args.directions:
+                        if op == "softmax_cross_entropy" and direction == "backward":
+                            continue
+                        case = _bench.Case(op, direction, dtype, n)
+                        inp = _bench.make_inputs(case)
+                        every = _bench.contenders(case, inp, backends)
+                        keep = [f"fusedact[{b}]" for b in backends] + ["torch", _bench.COPY]
+                        if op == "tanh" and direction == "forward":
+                            keep.append("np.tanh")
+                            every["np.tanh"] = lambda x=inp["x"]: np.tanh(x)
+                        fns = {k: every[k] for k in keep if k in every}
+                        t = _median_times(fns, args.min_time, args.repeats)
+                        c_t, nb_t = t.get("fusedact[c]"), t.get("fusedact[numba]")
+                        torch_t, copy_t = t.get("torch"), t[_bench.COPY]
+                        row = [op, direction[:3], dtype, str(n), str(threads)]
+                        row += [f"{v * 1e6:.1f}" if v else "-" for v in (c_t, nb_t, torch_t, copy_t)]
+                        row.append(f"{torch_t / c_t:.2f}" if c_t and torch_t else "-")
+                        row.append(f"{100 * copy_t / c_t:.0f}" if c_t else "-")
+                        row.append(f"{c_t / nb_t:.2f}" if c_t and nb_t else "-")
+                        judged = op in ELEMENTWISE_OPS or op in ("softmax", "log_softmax")
+                        cv = _verdict(c_t, torch_t, copy_t) if c_t and judged else "-"
+                        nv = _verdict(nb_t, torch_t, copy_t, c_t) if nb_t and judged else "-"
+                        if not judged and nb_t and c_t:  # row/bias ops: numba vs c only
+                            nv = "ok" if c_t / nb_t >= NUMBA_VS_C else f"<{NUMBA_VS_C}x c"
+                        row += [cv, nv]
+                        print("| " + " | ".join(row) + " |", flush=True)
+                        for b, v in (("c", cv), ("numba", nv)):
+                            if v != "-":
+                                summary[b].append((v == "ok", case, threads))
+                        if c_t and torch_t and op in ELEMENTWISE_OPS:
+                            geo.setdefault((dtype, n, threads), []).append(torch_t / c_t)
+                        if op == "sigmoid" and direction == "forward" and dtype == "float32" \
+                                and threads == 1 and c_t:
+                            sigmoid_rate.append((n, n / c_t / 1e9))
+                        if "np.tanh" in t and c_t:
+                            tanh_vs_np.append((dtype, n, threads, t["np.tanh"] / c_t))
+    print()
+    for b, judged in summary.items():
+        if judged:
+            ok = sum(1 for passed, _, _ in judged if passed)
+            print(f"{b}: {ok}/{len(judged)} cases meet their target")
+    for (dtype, n, threads), ratios in sorted(geo.items()):
+        g = math.exp(sum(map(math.log, ratios)) / len(ratios))
+        print(f"c geomean x torch, elementwise, {dtype} n={n} {threads} thread(s): {g:.2f} "
+              f"(target {GEOMEAN_TARGET}) over {len(ratios)} cases")
+    for n, rate in sigmoid_rate:
+        print(f"c float32 sigmoid, 1 thread, n={n}: {rate:.2f} Gelem/s (target {SIGMOID_GELEM})")
+    for dtype, n, threads, r in tanh_vs_np:
+        print(f"c tanh x np.tanh, {dtype} n={n} {threads} thread(s): {r:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
