@@ -68,6 +68,23 @@ def test_softmax_extreme_logits(dtype, backend):
     assert np.isfinite(y[4]).all() and np.isclose(y[4].sum(), 1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_softmax_finds_the_row_maximum_at_every_position(dtype, backend):
+    """A row of zeros with one logit of 200 (e^200 overflows float32 and e^-200 underflows
+    it): only the true row maximum, wherever it sits in a vector body or tail, keeps every
+    exponential finite and the result exact."""
+    for n in range(1, 34):
+        x = np.zeros((n, n), dtype)
+        x[np.arange(n), np.arange(n)] = 200.0
+        x[np.arange(n), np.arange(n)[::-1]] -= 1000.0  # a very negative entry too
+        x[np.arange(n), np.arange(n)] = 200.0
+        y = fusedact.softmax(x, backend=backend)
+        ly = fusedact.log_softmax(x, backend=backend)
+        assert np.isfinite(y).all() and np.isfinite(ly).all(), n
+        np.testing.assert_array_equal(np.diag(y), np.ones(n, dtype))
+        np.testing.assert_array_equal(np.diag(ly), np.zeros(n, dtype))
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape,axis", SHAPES_AXES)
 def test_softmax_backward_matches_finite_differences(name, shape, axis, backend):

@@ -83,33 +83,63 @@ def bias_backward(g, x, bias, gx, acc, p0, p1, p3):
 
 
 # ---- rows: the softmax family, maxout, cross-entropy -------------------------------------
-# Reductions along a row run LANES independent partial results, combined at the end, as the
-# C kernels do: a single running max or compensated sum is a serial chain LLVM cannot
-# vectorise (softmax on rows of 1024 ran at 0.08x the C kernels that way).
+# Reductions along a row: a single running float max or compensated sum is a serial chain
+# LLVM cannot vectorise (softmax on rows of 1024 ran at 0.08x the C kernels that way); they
+# run LANES independent partial results, or on integer keys, or with reassociation allowed.
 LANES = 16
 
 
+# The maximum on integer keys: a float's bits, with the magnitude bits flipped when the sign
+# is set, order as signed integers the way the floats do, and an integer max reduction
+# vectorises where a float one cannot without fastmath's no-NaN promise (which would also
+# drop the NaN test). 256 float32 rows of 1024: 81 -> 28 us. NaNs (any sign, any payload)
+# are counted on the side and win.
+def key_constants(ct):
+    """(integer type, all bits but the sign, bits of +inf, sign shift) for the type ct; a
+    float32 copy of this module rebinds them after its ct."""
+    if ct is np.float64:
+        return np.int64, np.int64(2**63 - 1), np.int64(0x7FF0000000000000), np.int64(63)
+    return np.int32, np.int32(2**31 - 1), np.int32(0x7F800000), np.int32(31)
+
+
+ikey_t, IKEY_MAG, IKEY_INF, IKEY_SHIFT = key_constants(ct)
+
+
 def row_max(row):
-    n = row.size
-    full = n - n % LANES
-    acc = np.full(LANES, -np.inf, dtype=row.dtype)
-    for i in range(0, full, LANES):
-        for k in range(LANES):
-            v = row[i + k]
-            a = acc[k]
-            # NaN wins: once a lane holds NaN it keeps it (v > NaN and NaN != NaN are false).
-            acc[k] = v if (v > a) | (v != v) else a
-    best = np.float64(-np.inf)
-    for k in range(LANES):
-        a = np.float64(acc[k])
-        best = a if (a > best) | (a != a) else best
-    for i in range(full, n):
-        v = np.float64(row[i])
-        best = v if (v > best) | (v != v) else best
-    return best
+    bits = row.view(ikey_t)
+    best = -IKEY_MAG - ikey_t(1)
+    nans = 0
+    for i in range(bits.size):
+        v = bits[i]
+        nans += (v & IKEY_MAG) > IKEY_INF
+        key = v ^ ((v >> IKEY_SHIFT) & IKEY_MAG)
+        best = key if key > best else best
+    best_bits = np.empty(1, ikey_t)
+    best_bits[0] = best ^ ((best >> IKEY_SHIFT) & IKEY_MAG)
+    m_ = best_bits.view(row.dtype)[0]
+    return np.float64(np.nan) if nans else np.float64(m_)
 
 
 row_max = _inline(row_max)
+
+
+@njit(fastmath={"contract", "reassoc"}, error_model="numpy")
+def row_total_f64(a):
+    """Sum of a in float64, reordered into SIMD lanes (float32 terms: the order does not
+    matter at float64 precision)."""
+    s = 0.0
+    for i in range(a.size):
+        s += np.float64(a[i])
+    return s
+
+
+def row_fill_exp(row, m_, out_row):
+    """out_row[i] = e^(row[i] - m_): a plain loop, one SIMD vector at a time."""
+    for i in range(row.size):
+        out_row[i] = exp_shifted(ct(row[i]), m_)
+
+
+row_fill_exp = _inline(row_fill_exp)
 
 
 def row_sum_exp(row, m_, out_row):
@@ -153,7 +183,11 @@ row_sum_exp = _inline(row_sum_exp)
 def softmax(x, out):
     for r in prange(x.shape[0]):
         m_ = ct(row_max(x[r]))
-        s = row_sum_exp(x[r], m_, out[r])
+        if f32_copy:  # the exponentials stored, then summed in lanes (in place: safe,
+            row_fill_exp(x[r], m_, out[r])  # element i is read before it is written)
+            s = row_total_f64(out[r])
+        else:
+            s = row_sum_exp(x[r], m_, out[r])
         if f32_copy:
             # e * (1/s) in float64, one rounding per entry, as the C kernels do.
             inv = 1.0 / s
@@ -165,12 +199,21 @@ def softmax(x, out):
 
 
 def log_softmax(x, out):
-    for r in prange(x.shape[0]):
-        m_ = ct(row_max(x[r]))
-        s = row_sum_exp(x[r], m_, None)
-        log_s = ct(np.log(s))
-        for j in range(x.shape[1]):
-            out[r, j] = (ct(x[r, j]) - m_) - log_s
+    rows, n = x.shape
+    chunk = 64
+    for c in prange((rows + chunk - 1) // chunk):
+        # out may be x itself, so the float32 exponentials go to a scratch row.
+        scratch = np.empty(n if f32_copy else 0, ct)
+        for r in range(c * chunk, min(rows, (c + 1) * chunk)):
+            m_ = ct(row_max(x[r]))
+            if f32_copy:
+                row_fill_exp(x[r], m_, scratch)
+                s = row_total_f64(scratch)
+            else:
+                s = row_sum_exp(x[r], m_, None)
+            log_s = ct(np.log(s))
+            for j in range(n):
+                out[r, j] = (ct(x[r, j]) - m_) - log_s
 
 
 def row_dot(a, b):
@@ -264,7 +307,11 @@ def xent(z, labels, ignore, loss, grad):
             continue
         z_label = ct(z[r, label])
         m_ = ct(row_max(z[r]))
-        s = row_sum_exp(z[r], m_, grad[r])
+        if f32_copy:
+            row_fill_exp(z[r], m_, grad[r])
+            s = row_total_f64(grad[r])
+        else:
+            s = row_sum_exp(z[r], m_, grad[r])
         loss[r] = ct(np.log(s)) - (z_label - m_)
         if f32_copy:
             inv = 1.0 / s  # in float64: each term rounds once, as in the C kernels

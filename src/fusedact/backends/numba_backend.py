@@ -103,11 +103,16 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         return self._loops[key]
 
     def _row_call(self, name, axis, out, *arrays):
-        rows = [self._rows(a, axis) for a in arrays]
         target, scratch = self._rows_out(out, axis)
-        # float32 rows in float32 arithmetic (the sums in float64): 2x the SIMD lanes.
-        f32 = target.dtype.itemsize == 4
-        self._run(self._row_kernel(name, f32), target.size, *rows, target)
+        # float32 rows in float32 arithmetic (the sums in float64): 2x the SIMD lanes. The
+        # rows go in the compute type (float16 data is computed in float32): row_max reads
+        # a row's bits as integers of the same width.
+        ctype = np.dtype(np.float32 if target.dtype.itemsize <= 4 else np.float64)
+        rows = [self._rows(a, axis).astype(ctype, copy=False) for a in arrays]
+        result = target if target.dtype == ctype else np.empty(target.shape, ctype)
+        self._run(self._row_kernel(name, ctype.itemsize == 4), target.size, *rows, result)
+        if result is not target:
+            target[...] = result
         _layout.rows_copy_back(out, axis, scratch)
 
     def softmax(self, x, axis, out):
@@ -163,12 +168,16 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         out_grad_bias[...] = acc
 
     def softmax_cross_entropy(self, logits, labels, ignore_index, out_loss, out_grad):
-        zr = self._rows(logits, -1)
         target, scratch = self._rows_out(out_grad, -1)
-        loss = np.empty(zr.shape[0], out_loss.dtype)
-        self._run(self._row_kernel("xent", target.dtype.itemsize == 4), zr.size, zr,
+        ctype = np.dtype(np.float32 if target.dtype.itemsize <= 4 else np.float64)
+        zr = self._rows(logits, -1).astype(ctype, copy=False)
+        grad = target if target.dtype == ctype else np.empty(target.shape, ctype)
+        loss = np.empty(zr.shape[0], ctype)
+        self._run(self._row_kernel("xent", ctype.itemsize == 4), zr.size, zr,
                   np.ascontiguousarray(labels, dtype=np.int64).reshape(-1), ignore_index, loss,
-                  target)
+                  grad)
+        if grad is not target:
+            target[...] = grad
         out_loss[...] = loss.reshape(out_loss.shape)
         if scratch is not None:
             out_grad[...] = scratch.reshape(out_grad.shape)
@@ -240,7 +249,8 @@ def _loops_for(kernel, f32=False):
         binding += ("from fusedact.backends import _numba_math32 as _m32  # noqa: E402\n"
                     f"fwd, der, pw = _m32.{scalar}_fwd, _m32.{scalar}_der, _m32.pw\n"
                     "exp_shifted, exp_lite = _m32.exp_shifted, _m32.exp_lite\n"
-                    "ct, f32_copy = np.float32, True\n")
+                    "ct, f32_copy = np.float32, True\n"
+                    "ikey_t, IKEY_MAG, IKEY_INF, IKEY_SHIFT = key_constants(ct)\n")
     with open(_numba_loops.__file__, encoding="utf-8") as f:
         text = f.read() + binding
     import numba
