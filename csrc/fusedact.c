@@ -569,6 +569,13 @@ int fa_bias_act_backward_f64(int op, const double *g, const double *x, const dou
         int64_t G = j->groups, P = j->pieces;                                                 \
         const T *x = j->x;                                                                    \
         T *y = j->y;                                                                          \
+        if (P == 2) { /* pairs: interleaved loads, no block (256x1024 float32: 92 -> 48 us) */ \
+            for (int64_t i = begin * G; i < end * G; i++) {                                   \
+                T a = x[2 * i], b = x[2 * i + 1];                                             \
+                y[i] = FA_MAXOUT_TAKE(a, b) ? b : a;                                          \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
         for (int64_t i0 = begin * G; i0 < end * G; i0 += FA_MAXOUT_BLOCK) {                   \
             int64_t n = end * G - i0 < FA_MAXOUT_BLOCK ? end * G - i0 : FA_MAXOUT_BLOCK;      \
             for (int64_t i = 0; i < n; i++)                                                   \
@@ -586,6 +593,15 @@ int fa_bias_act_backward_f64(int op, const double *g, const double *x, const dou
         int64_t G = j->groups, P = j->pieces;                                                 \
         const T *x = j->x;                                                                    \
         T *out = j->y;                                                                        \
+        if (P == 2) {                                                                         \
+            for (int64_t i = begin * G; i < end * G; i++) {                                   \
+                int second = FA_MAXOUT_TAKE(x[2 * i], x[2 * i + 1]);                          \
+                T g = j->g[i];                                                                \
+                out[2 * i] = second ? (T)0 : g;                                               \
+                out[2 * i + 1] = second ? g : (T)0;                                           \
+            }                                                                                 \
+            return;                                                                           \
+        }                                                                                     \
         if (P > INT32_MAX) { /* groups too long for the int32 index: one group at a time */   \
             for (int64_t i = begin * G; i < end * G; i++) {                                   \
                 int64_t at = 0;                                                               \

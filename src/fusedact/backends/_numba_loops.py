@@ -268,33 +268,80 @@ def log_softmax_backward(g, y, out):
             out[r, j] = ct(g[r, j]) - exp_lite(ct(y[r, j])) * total
 
 
+def takes(best, v):
+    """True where v replaces the running best: the leftmost NaN, else the leftmost maximum
+    (an associative rule, so pairs may be combined in any tree)."""
+    return (best == best) & ((v > best) | (v != v))
+
+
+takes = _inline(takes)
+
+
 def maxout(x, out, pieces):
     # The running best by value (not re-read through its index): 6x faster on rows of 1024
-    # in 4 pieces; NaN-first rule as in the C kernels.
+    # in 4 pieces. Two and four pieces have straight-line bodies that LLVM vectorises with
+    # interleaved loads (256x1024 float32 in pairs: 231 -> 20 us); other counts loop.
     for r in prange(x.shape[0]):
-        for g_ in range(out.shape[1]):
-            base = g_ * pieces
-            best = x[r, base]
-            for k in range(base + 1, base + pieces):
-                v = x[r, k]
-                best = v if (best == best) & ((v > best) | (v != v)) else best
-            out[r, g_] = best
+        xr = x[r]
+        orow = out[r]
+        if pieces == 2:
+            for g_ in range(orow.size):
+                a, b = xr[2 * g_], xr[2 * g_ + 1]
+                orow[g_] = b if takes(a, b) else a
+        elif pieces == 4:
+            for g_ in range(orow.size):
+                a, b = xr[4 * g_], xr[4 * g_ + 1]
+                c, d = xr[4 * g_ + 2], xr[4 * g_ + 3]
+                ab = b if takes(a, b) else a
+                cd = d if takes(c, d) else c
+                orow[g_] = cd if takes(ab, cd) else ab
+        else:
+            for g_ in range(orow.size):
+                base = g_ * pieces
+                best = xr[base]
+                for k in range(base + 1, base + pieces):
+                    v = xr[k]
+                    best = v if takes(best, v) else best
+                orow[g_] = best
 
 
 def maxout_backward(g, x, out, pieces):
     for r in prange(x.shape[0]):
-        for g_ in range(g.shape[1]):
-            base = g_ * pieces
-            best = x[r, base]
-            at = base
-            for k in range(base + 1, base + pieces):
-                v = x[r, k]
-                take = (best == best) & ((v > best) | (v != v))
-                best = v if take else best
-                at = k if take else at
-            for k in range(base, base + pieces):
-                out[r, k] = 0.0
-            out[r, at] = g[r, g_]
+        xr = x[r]
+        orow = out[r]
+        grow = g[r]
+        if pieces == 2:
+            for g_ in range(grow.size):
+                second = takes(xr[2 * g_], xr[2 * g_ + 1])
+                gv = grow[g_]
+                orow[2 * g_] = 0.0 if second else gv
+                orow[2 * g_ + 1] = gv if second else 0.0
+        elif pieces == 4:
+            for g_ in range(grow.size):
+                a, b = xr[4 * g_], xr[4 * g_ + 1]
+                c, d = xr[4 * g_ + 2], xr[4 * g_ + 3]
+                t_ab, t_cd = takes(a, b), takes(c, d)
+                ab = b if t_ab else a
+                cd = d if t_cd else c
+                at = (3 if t_cd else 2) if takes(ab, cd) else (1 if t_ab else 0)
+                gv = grow[g_]
+                orow[4 * g_] = gv if at == 0 else 0.0
+                orow[4 * g_ + 1] = gv if at == 1 else 0.0
+                orow[4 * g_ + 2] = gv if at == 2 else 0.0
+                orow[4 * g_ + 3] = gv if at == 3 else 0.0
+        else:
+            for g_ in range(grow.size):
+                base = g_ * pieces
+                best = xr[base]
+                at = base
+                for k in range(base + 1, base + pieces):
+                    v = xr[k]
+                    take = takes(best, v)
+                    best = v if take else best
+                    at = k if take else at
+                for k in range(base, base + pieces):
+                    orow[k] = 0.0
+                orow[at] = grow[g_]
 
 
 def xent(z, labels, ignore, loss, grad):
