@@ -83,7 +83,8 @@ def main(argv=None) -> int:
     except ImportError:
         torch = None
     backends = [b for b in ("c", "numba") if b in fusedact.available_backends()]
-    print(f"machine: {_bench.machine_line(max(args.threads))}; backends: {', '.join(backends)}")
+    print(f"machine: {_bench.machine_line(max(args.threads))}; backends: {', '.join(backends)}; "
+          "each row ran fusedact and torch on its own thread count (thr)")
     print()
     print("| op | dir | dtype | n | thr | c µs | numba µs | torch µs | copy µs "
           "| c × torch | c % copy | numba × c | c | numba |")

@@ -105,3 +105,28 @@ def test_softmax_cross_entropy_extremes_and_ignore(backend):
         fusedact.softmax_cross_entropy(z, np.array([0.0, 1.0, 1.0]), backend=backend)
     with pytest.raises(ValueError, match="labels has shape"):
         fusedact.softmax_cross_entropy(z, np.array([0, 1]), backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_grad_bias_is_the_same_on_any_thread_count(dtype, host_backend):
+    """grad_bias sums a column over rows in blocks that threads share out: the blocks' order of
+    addition is fixed, so the bits must not depend on how many threads ran (300 rows: several
+    blocks, one of them partial)."""
+    from fusedact import _threads
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 257)).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    bias = rng.standard_normal(257).astype(dtype)
+    before = _threads.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            _threads.set_num_threads(threads)
+            results.append(fusedact.bias_act_backward(g, x, bias, "gelu", backend=host_backend))
+    finally:
+        _threads.set_num_threads(before)
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    want = fusedact.bias_act_backward(g, x, bias, "gelu", backend="numpy")[1]
+    np.testing.assert_allclose(results[0][1], want, rtol=1e-5 if dtype == np.float32 else 1e-12)

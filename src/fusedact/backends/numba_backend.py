@@ -160,12 +160,15 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         loops, p0, p1, p3 = self._bias_kernel(spec, params, True, out_grad_x.dtype)
         xr, gr = self._rows(x, -1), self._rows(grad, -1)
         target, scratch = self._rows_out(out_grad_x, -1)
-        acc = np.zeros(xr.shape[-1], np.float64)
-        loops[0](gr, xr, np.ascontiguousarray(bias), target, acc, p0, p1, p3)  # serial: the
-        # column sums are accumulated in row order, the same on any thread count
+        from ._numba_loops import BIAS_BLOCK_ROWS
+
+        blocks = -(-xr.shape[0] // BIAS_BLOCK_ROWS)
+        partial = np.zeros((blocks, xr.shape[-1]), np.float64)
+        self._run(loops, xr.size, gr, xr, np.ascontiguousarray(bias), target, partial, p0, p1, p3)
         if scratch is not None:
             out_grad_x[...] = scratch.reshape(out_grad_x.shape)
-        out_grad_bias[...] = acc
+        # The blocks' partial sums added in block order: the same result on any thread count.
+        out_grad_bias[...] = partial.sum(axis=0)
 
     def softmax_cross_entropy(self, logits, labels, ignore_index, out_loss, out_grad):
         target, scratch = self._rows_out(out_grad, -1)
@@ -291,7 +294,7 @@ def _build_elementwise(numba, kernel, f32=False):
 def _build_bias(numba, kernel, backward, f32=False):
     loops = _loops_for(kernel, f32)
     f = loops.bias_backward if backward else loops.bias_forward
-    return _jit(numba, f, False), _jit(numba, f, not backward)
+    return _jit(numba, f, False), _jit(numba, f, True)
 
 
 def _build_rows(numba, name, f32=False):
