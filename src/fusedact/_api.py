@@ -94,7 +94,10 @@ class _Target:
         if out is None:
             self.buffer = _empty(shape, compute, like)
         elif out.dtype == compute and all(
-            (in_place_ok and _same_view(out, a)) or not np.may_share_memory(out, a)
+            # Cheapest test first: may_share_memory compares address bounds, _same_view
+            # builds __array_interface__ dicts (1024 floats with out=: 8.4 -> 2.9 us a call).
+            (out is a and in_place_ok) or not np.may_share_memory(out, a)
+            or (in_place_ok and _same_view(out, a))
             for a in inputs
         ):
             self.buffer = out
@@ -177,16 +180,24 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 def elementwise_forward(spec, x, params, out, derivative, backend):
-    if (type(x) is np.ndarray and out is None and not derivative
+    if (type(x) is np.ndarray and not derivative
             and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) and x.ndim):
-        # The most common call (a float32/float64 array, no out=), with nothing left to
-        # decide: 0.5 us less than the general path below.
-        values = spec.coerce_params(params) if params else ()
-        be = _dispatch.resolve(backend, spec.name, x)
-        buf = np.empty_like(x)
-        if x.size:
-            be.elementwise(spec, x, values, buf)
-        return buf
+        # The most common calls (a float32/float64 array, no out= or an out= of its shape
+        # and type that is x itself or apart from it), with nothing left to decide: 0.5 us
+        # less than the general path below without out=, 1.5 us with it.
+        if out is None:
+            buf = np.empty_like(x)
+        elif (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
+              and out.flags.writeable and (out is x or not np.may_share_memory(out, x))):
+            buf = out
+        else:
+            buf = None
+        if buf is not None:
+            values = spec.coerce_params(params) if params else ()
+            be = _dispatch.resolve(backend, spec.name, x)
+            if x.size:
+                be.elementwise(spec, x, values, buf)
+            return buf
     op = spec.name
     if type(x) is not np.ndarray and (route := _route(x, *_outs(out))):
         return route.elementwise_forward(spec, x, params, out, derivative, backend)
