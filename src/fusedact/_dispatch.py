@@ -59,6 +59,7 @@ def register_backend(name: str, module: str, cls: str, *, host_preference: int |
         _instances.pop(name, None)
         _status.pop(name, None)
         _auto_host_cache.clear()
+        _keyword_cache.clear()
         if host_preference is not None:
             order = [n for n in _HOST_PREFERENCE if n != name]
             order.insert(host_preference, name)
@@ -167,6 +168,7 @@ def _is_device_array(a) -> bool:
 
 
 _auto_host_cache: dict = {}
+_keyword_cache: dict = {}  # (backend= name, op) -> an available host backend
 
 
 def resolve(keyword, op_name: str, probe_array) -> Backend:
@@ -177,7 +179,15 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
         if cached is not None and not _is_device_array(probe_array):
             return cached
     if keyword is not None:
+        if type(keyword) is str:  # backend="c" on a host array: 0.4 us of checks saved
+            hit = _keyword_cache.get((keyword, op_name))
+            if hit is not None and not _is_device_array(probe_array):
+                return hit
         name, origin = _check_name(keyword, "backend= keyword"), "backend= keyword"
+        if name not in (AUTO, "cuda"):
+            instance = _require(name, op_name, origin)
+            _keyword_cache[(keyword, op_name)] = instance
+            return instance
     else:
         name, origin = requested_backend()
         name = _check_name(name, origin)
