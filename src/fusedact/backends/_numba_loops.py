@@ -156,8 +156,8 @@ row_fill_exp = _inline(row_fill_exp)
 
 
 def row_sum_exp(row, m_, out_row):
-    """Sum of e^(row - m_) in float64, compensated in each lane (Neumaier) for float64 data;
-    stores the terms in out_row unless it is None."""
+    """Sum of e^(row - m_) compensated in each lane (Neumaier), for float64 rows (float32 rows
+    take row_fill_exp and row_total_f64); stores the terms in out_row unless it is None."""
     n = row.size
     full = n - n % LANES
     acc = np.zeros(LANES)
@@ -167,13 +167,10 @@ def row_sum_exp(row, m_, out_row):
             e = exp_shifted(ct(row[i + k]), m_)
             if out_row is not None:
                 out_row[i + k] = e
-            if f32_copy:  # a float64 sum of float32 terms needs no compensation
-                acc[k] += np.float64(e)
-            else:
-                a = acc[k]
-                t = a + e
-                comp[k] += two_sum_err(a, e, t)
-                acc[k] = t
+            a = acc[k]
+            t = a + e
+            comp[k] += two_sum_err(a, e, t)
+            acc[k] = t
     s = 0.0
     c = 0.0
     for k in range(LANES):
