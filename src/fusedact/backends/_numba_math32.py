@@ -304,10 +304,13 @@ def celu_der(x, p0, p1, p3):
 
 @jit
 def silu_fwd(x, p0, p1, p3):
+    """x p and 1 + e exact in double, the quotient rounded once (C's float path): the
+    float-only chain reached 3.06 ULP at x = -3.222."""
     p, s1, s2 = exp_parts(-abs(x))
-    e = (p * s1) * s2
-    num = x if x >= ZERO else ((x * p) * s1) * s2
-    y = num / (ONE + e)
+    d = 1.0 + np.float64((p * s1) * s2)
+    pos = np.float32(np.float64(x) / d)
+    neg = (np.float32(np.float64(x) * np.float64(p) / d) * s1) * s2
+    y = pos if x >= ZERO else neg
     return math.copysign(ZERO, x) if x < EXP_LO else y
 
 
