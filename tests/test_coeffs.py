@@ -24,5 +24,6 @@ def test_python_and_c_coefficients_agree():
     from fusedact import _coeffs
 
     header = (ROOT / "csrc" / "fa_coeffs.h").read_text()
-    for value in _coeffs.ERFC_CHEB_F64 + _coeffs.GELU_NUM + _coeffs.GELU_DEN:
+    for value in (_coeffs.ERFC_CHEB_F64 + _coeffs.GELU_NUM + _coeffs.GELU_DEN
+                  + _coeffs.EXP_F32_POLY):
         assert repr(value) in header

@@ -46,21 +46,28 @@ def _ulps(got, want, dtype, grad=None):
     return u
 
 
-def _float32_points(domain, dense, exhaustive):
+CHUNK = 1 << 22  # points per pass: --exhaustive's ~2e9 floats at once needed over 24 GiB
+
+
+def _float32_chunks(domain, dense, exhaustive):
+    """The float32 points of an op's domain, CHUNK at a time: a dense linspace, or every
+    float32 in [lo, hi] (the bit patterns of each sign walked in order)."""
     lo, hi = domain
-    if exhaustive:
-        # Every float32 in [lo, hi]: walk the bit patterns of each sign.
-        def span(a, b):
-            ia = np.float32(a).view(np.int32)
-            ib = np.float32(b).view(np.int32)
-            return np.arange(min(ia, ib), max(ia, ib) + 1, dtype=np.int32).view(np.float32)
-        parts = []
-        if hi > 0:
-            parts.append(span(max(lo, 0.0), hi))
-        if lo < 0:
-            parts.append(-span(0.0, -lo))
-        return np.concatenate(parts)
-    return np.linspace(lo, hi, dense).astype(np.float32)
+    if not exhaustive:
+        yield np.linspace(lo, hi, dense).astype(np.float32)
+        return
+
+    def span(a, b, sign):
+        ia = int(np.float32(a).view(np.int32))
+        ib = int(np.float32(b).view(np.int32))
+        for start in range(min(ia, ib), max(ia, ib) + 1, CHUNK):
+            stop = min(start + CHUNK, max(ia, ib) + 1)
+            yield sign * np.arange(start, stop, dtype=np.int32).view(np.float32)
+
+    if hi > 0:
+        yield from span(max(lo, 0.0), hi, np.float32(1))
+    if lo < 0:
+        yield from span(0.0, -lo, np.float32(-1))
 
 
 def _float64_truth(name, x, params):
@@ -134,21 +141,27 @@ def measure(ops, backends, dense=100_000, dense64=600, exhaustive=False):
         for params in _param_sets(name):
             label = name + "".join(f" {k}={v}" for k, v in params.items()
                                    if v != spec.defaults()[k])
-            x32 = _float32_points(spec.domain, dense, exhaustive)
-            truth_y = fwd(x32.astype(np.float64), **params, backend="numpy")
             x64 = np.linspace(*spec.domain, dense64)
             truths64 = _float64_truth(name, x64, params)
-            for backend in backends:
-                row = {"op": label, "backend": backend}
-                y32 = fwd(x32, **params, backend=backend)
-                u = _ulps(y32, truth_y, np.float32)
-                row["f32_fwd"] = float(u.max())
-                row["f32_fwd_at"] = float(x32[int(np.argmax(u))])
-                saved32 = y32 if spec.saved == "y" else x32
-                d32 = bwd(np.ones_like(x32), saved32, **params, backend=backend)
-                truth_d = bwd(np.ones(x32.shape), saved32.astype(np.float64), **params,
-                              backend="numpy")
-                row["f32_bwd"] = float(_ulps(d32, truth_d, np.float32, grad=1.0).max())
+            rows_here = [{"op": label, "backend": b, "f32_fwd": 0.0, "f32_fwd_at": 0.0,
+                          "f32_bwd": 0.0} for b in backends]
+            for x32 in _float32_chunks(spec.domain, dense, exhaustive):
+                truth_y = fwd(x32.astype(np.float64), **params, backend="numpy")
+                for row in rows_here:
+                    backend = row["backend"]
+                    y32 = fwd(x32, **params, backend=backend)
+                    u = _ulps(y32, truth_y, np.float32)
+                    if u.max() > row["f32_fwd"]:
+                        row["f32_fwd"] = float(u.max())
+                        row["f32_fwd_at"] = float(x32[int(np.argmax(u))])
+                    saved32 = y32 if spec.saved == "y" else x32
+                    d32 = bwd(np.ones_like(x32), saved32, **params, backend=backend)
+                    truth_d = bwd(np.ones(x32.shape), saved32.astype(np.float64), **params,
+                                  backend="numpy")
+                    row["f32_bwd"] = max(row["f32_bwd"],
+                                         float(_ulps(d32, truth_d, np.float32, grad=1.0).max()))
+            for row in rows_here:
+                backend = row["backend"]
                 if truths64 is not None:
                     row["f64_fwd"] = float(_mp_ulps(fwd(x64, **params, backend=backend),
                                                     truths64).max())

@@ -303,7 +303,7 @@ def _copy_baseline(case, x, g):
         lib, ffi = c.lib, c.ffi
         ctype = "float[]" if x.dtype == np.float32 else "double[]"
         px, pg = ffi.from_buffer(ctype, x), ffi.from_buffer(ctype, gg)
-        pb = ffi.from_buffer(ctype, buf, require_writable=True)
+        pb = ffi.from_buffer(ctype, buf, True)
         add = lib.fa_add_f32 if x.dtype == np.float32 else lib.fa_add_f64
         if two_inputs:
             return lambda: add(pg, px, pb, x.size, _threads.get_num_threads())

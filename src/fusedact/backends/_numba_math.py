@@ -168,7 +168,7 @@ def expm1(x):
     r = (xc - k * LN2_HI) - k * LN2_LO
     q = r + (r * r) * exp_tail(r)
     s = pow2_from_t(t)
-    return s * q + (s - 1.0)
+    return math.copysign(s * q + (s - 1.0), xc)  # expm1(-0) = -0 (elu(-0) too)
 
 
 @jit
@@ -274,7 +274,7 @@ def leaky_relu_der(x, p0, p1, p3):
 
 @jit
 def relu6_fwd(x, p0, p1, p3):
-    t = 0.0 if x <= 0.0 else x
+    t = 0.0 if x < 0.0 else x  # relu6(-0) = -0, as PyTorch's
     return 6.0 if t > 6.0 else t
 
 
@@ -443,7 +443,7 @@ def gelu_fwd(x, p0, p1, p3):
     lower = ((head * p) * s1) * s2
     y = (((x * head) * p) * s1) * s2 if x < 0.0 else x * (1.0 - lower)
     hx = 0.5 * x
-    small = hx * erf_small(x * RSQRT2_HI) + hx
+    small = math.copysign(hx * erf_small(x * RSQRT2_HI) + hx, x)  # gelu(-0) = -0, not -0 + 0
     y = small if abs(x) < 0.7 else y
     return math.copysign(0.0, x) if x < -56.0 else y
 

@@ -169,7 +169,9 @@ def _f_leaky_relu(x, slope):
 
 
 def _f_relu6(x):
-    return np.minimum(np.maximum(x, 0.0), 6.0)
+    # maximum(0, x), not (x, 0): on a tie NumPy returns the second operand, so -0 stays -0
+    # (PyTorch's relu6(-0) is -0)
+    return np.minimum(np.maximum(0.0, x), 6.0)
 
 
 def _f_hardtanh(x, lo, hi):
@@ -177,7 +179,7 @@ def _f_hardtanh(x, lo, hi):
 
 
 def _f_elu(x, alpha, scale=1.0):
-    return np.where(x > 0, x * scale, (alpha * scale) * np.expm1(np.minimum(x, 0.0)))
+    return np.where(x > 0, x * scale, (alpha * scale) * np.expm1(np.minimum(0.0, x)))  # -0 stays
 
 
 def _f_selu(x):
@@ -185,7 +187,7 @@ def _f_selu(x):
 
 
 def _f_celu(x, alpha):
-    neg = alpha * np.expm1(np.minimum(x, 0.0) / alpha)
+    neg = alpha * np.expm1(np.minimum(0.0, x) / alpha)  # -0 stays -0
     return np.where(x > 0, x, np.where(np.isnan(x), x, neg))
 
 
