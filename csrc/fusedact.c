@@ -305,9 +305,8 @@ typedef struct {
     const fa_kernels *k;
 } ew_job;
 
-static void ew_range(void *p, int64_t begin, int64_t end)
+static void ew_call(const ew_job *j, int64_t begin, int64_t end)
 {
-    const ew_job *j = p;
     int64_t n = end - begin;
     if (j->f64) {
         const double *a = j->a, *b = j->b;
@@ -320,6 +319,30 @@ static void ew_range(void *p, int64_t begin, int64_t end)
         j->k->ew_f32(j->op, j->mode, a + begin, b ? b + begin : NULL, o1 + begin,
                      o2 ? o2 + begin : NULL, n, j->params);
     }
+}
+
+/* Elements before the output's first 64-byte boundary. NumPy aligns data to 16 bytes, and
+ * vector stores that straddle cache lines cost up to 40 % (float32 sigmoid, 256K, one thread,
+ * AVX-512: 69 -> 97 us with the output 48 bytes past a line, input aligned; a misaligned
+ * input alone costs little), so the head runs as a call of its own and the rest stores
+ * aligned. Every element's result is the same wherever a call starts, so this changes no
+ * value. */
+static int64_t ew_head(const void *out, size_t elem, int64_t n)
+{
+    uintptr_t off = (uintptr_t)out & 63;
+    if (n < 1024 || off == 0 || off % elem)
+        return 0;
+    return (int64_t)((64 - off) / elem);
+}
+
+static void ew_range(void *p, int64_t begin, int64_t end)
+{
+    const ew_job *j = p;
+    size_t elem = j->f64 ? sizeof(double) : sizeof(float);
+    int64_t head = ew_head((const char *)j->o1 + (size_t)begin * elem, elem, end - begin);
+    if (head)
+        ew_call(j, begin, begin + head);
+    ew_call(j, begin + head, end);
 }
 
 static int elementwise(int f64, int op, int mode, const void *a, const void *b, void *o1,
