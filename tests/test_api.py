@@ -151,3 +151,25 @@ def test_equal_but_not_identical_dtypes(backend):
         np.testing.assert_allclose(fusedact.sigmoid_backward(g, x, backend=backend),
                                    fusedact.sigmoid_backward(g.astype(base), x.astype(base),
                                                              backend="numpy"), rtol=1e-6, atol=1e-30)
+
+
+def test_large_outputs_share_their_inputs_offset_from_a_cache_line():
+    """A new output of _ALIGN_MIN elements or more starts as far past a 64-byte boundary as
+    its input (so the kernels' peeled head aligns both); smaller or non-contiguous inputs get
+    np.empty_like. Values are those of an ordinary call either way."""
+    from fusedact import _api
+
+    n = _api._ALIGN_MIN
+    base = np.random.default_rng(5).standard_normal(n + 16).astype(np.float32)
+    for start in range(0, 16, 3):
+        x = base[start:start + n]
+        for y in (fusedact.sigmoid(x), fusedact.sigmoid_backward(x, x),
+                  fusedact.softmax(x.reshape(64, -1)), fusedact.relu(x.astype(np.float16))):
+            assert y.flags.c_contiguous and y.flags.writeable
+            if y.dtype == np.float32:
+                assert y.ctypes.data % 64 == x.ctypes.data % 64
+        np.testing.assert_array_equal(fusedact.sigmoid(x), fusedact.sigmoid(x.copy()))
+    small = base[1:101]
+    assert fusedact.sigmoid(small).flags.owndata
+    strided = base[::2]
+    np.testing.assert_array_equal(fusedact.tanh(strided), fusedact.tanh(strided.copy()))

@@ -169,3 +169,37 @@ def test_maxout_errors(backend):
         fusedact.maxout(np.zeros((2, 4)), 2.0, backend=backend)
     with pytest.raises(ValueError, match="expected"):
         fusedact.maxout_backward(np.zeros((2, 3)), np.zeros((2, 4)), 2, backend=backend)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_rows_at_every_offset_from_a_cache_line(dtype, backend):
+    """Rows starting 0..15 elements past a 64-byte boundary, widths around the vector
+    length: the row passes peel elements up to their output's boundary (that split must
+    lose nothing and read nothing outside the row)."""
+    base = _logits(4096 + 64, dtype, seed=3)
+    g = _logits(4096 + 64, dtype, seed=4)
+    for cols in (1, 3, 15, 16, 17, 31, 33, 100):
+        for start in range(16):
+            x = base[start:start + 4 * cols].reshape(4, cols)
+            gr = g[start:start + 4 * cols].reshape(4, cols)
+            xw = x.astype(np.float64)
+            y = fusedact.softmax(x, backend=backend)
+            if dtype == np.float32:
+                assert ref.ulp_error(y, special.softmax(xw, axis=-1), dtype).max() <= 3.0
+            else:  # scipy's float64 softmax is off by ~10 ULP itself (x - max rounds)
+                np.testing.assert_allclose(y, special.softmax(xw, axis=-1), rtol=1e-13)
+            ly = fusedact.log_softmax(x, backend=backend)
+            eps = np.finfo(dtype).eps
+            np.testing.assert_allclose(ly, special.log_softmax(xw, axis=-1), rtol=4 * eps,
+                                       atol=4 * eps * np.abs(xw).max())
+            yw = special.softmax(xw, axis=-1)
+            want = yw * (gr - (gr * yw).sum(-1, keepdims=True))
+            got = fusedact.softmax_backward(gr, y, backend=backend)
+            np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       atol=(1e-5 if dtype == np.float32 else 1e-12)
+                                       * np.abs(gr).max())
+            lwant = gr - np.exp(special.log_softmax(xw, axis=-1)) * gr.sum(-1, keepdims=True)
+            lgot = fusedact.log_softmax_backward(gr, ly, backend=backend)
+            np.testing.assert_allclose(lgot, lwant, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       atol=(1e-5 if dtype == np.float32 else 1e-12)
+                                       * np.abs(gr).max() * cols)
