@@ -143,7 +143,7 @@ def measure(ops, backends, dense=100_000, dense64=600, exhaustive=False):
                                    if v != spec.defaults()[k])
             x64 = np.linspace(*spec.domain, dense64)
             truths64 = _float64_truth(name, x64, params)
-            rows_here = [{"op": label, "backend": b, "f32_fwd": 0.0, "f32_fwd_at": 0.0,
+            rows_here = [{"op": label, "backend": b, "f32_fwd": -1.0, "f32_fwd_at": 0.0,
                           "f32_bwd": 0.0} for b in backends]
             for x32 in _float32_chunks(spec.domain, dense, exhaustive):
                 truth_y = fwd(x32.astype(np.float64), **params, backend="numpy")
