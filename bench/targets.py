@@ -12,7 +12,10 @@ noisy neighbour hits every contender alike), then checks:
   softmax rows of 1024: at least 1.3x PyTorch;
 - numba: at least 0.7x the c backend and (at least 1.3x PyTorch or 85 % of the copy);
 - the geometric mean of c over PyTorch (elementwise ops), the float32 sigmoid rate on one
-  thread (XNNPACK's 3.3 Gelem/s), tanh against np.tanh.
+  thread (XNNPACK's 3.3 Gelem/s), tanh against np.tanh;
+- the cost of one call on a small array (`--per-call-sizes`, float32, one thread), every
+  elementwise op forward and backward called as a user calls it (no backend=, so `auto`),
+  against PyTorch's function called directly: at n = 1024 no slower than PyTorch.
 
 It prints one Markdown table (a row per case, a verdict per backend) and a summary.
 """
@@ -76,6 +79,8 @@ def main(argv=None) -> int:
     ap.add_argument("--directions", nargs="*", default=["forward", "backward"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--min-time", type=float, default=0.02)
+    ap.add_argument("--per-call-sizes", nargs="*", type=int, default=[1, 1024, 4096],
+                    help="small sizes timed per call (none: skip that table)")
     args = ap.parse_args(argv)
 
     try:
@@ -148,7 +153,50 @@ def main(argv=None) -> int:
         print(f"c float32 sigmoid, 1 thread, n={n}: {rate:.2f} Gelem/s (target {SIGMOID_GELEM})")
     for dtype, n, threads, r in tanh_vs_np:
         print(f"c tanh x np.tanh, {dtype} n={n} {threads} thread(s): {r:.2f}")
+    if args.per_call_sizes and torch is not None:
+        _per_call(args, torch)
     return 0
+
+
+PER_CALL_TARGET_N = 1024  # the issue: "n = 1024 no slower per call than PyTorch"
+
+
+def _per_call(args, torch):
+    """Microseconds per call on small float32 arrays, one thread: fusedact as a user calls it
+    (defaults, no backend=, so the dispatcher's choice) against PyTorch's own function."""
+    _threads.set_num_threads(1)
+    torch.set_num_threads(1)
+    sizes = args.per_call_sizes
+    print()
+    print(f"Per call, float32, 1 thread, fusedact with no backend= (auto: "
+          f"{fusedact._dispatch.auto_host_choice()}) against PyTorch's function:")
+    print()
+    print("| op | dir | " + " | ".join(f"n={n} fusedact µs | torch µs" for n in sizes)
+          + f" | n={PER_CALL_TARGET_N} torch / fusedact |")
+    print("|---|---|" + "---|---|" * len(sizes) + "---|")
+    ratios = []
+    for op in ELEMENTWISE_OPS:
+        for direction in args.directions:
+            cells, ratio = [], None
+            for n in sizes:
+                case = _bench.Case(op, direction, "float32", n)
+                inp = _bench.make_inputs(case)
+                fns = {"fusedact": _bench._fusedact(case, inp, None),
+                       "torch": _bench._torch(case, inp)}
+                t = _median_times(fns, args.min_time, args.repeats)
+                cells += [f"{t['fusedact'] * 1e6:.2f}", f"{t['torch'] * 1e6:.2f}"]
+                if n == PER_CALL_TARGET_N:
+                    ratio = t["torch"] / t["fusedact"]
+                    ratios.append((op, direction, ratio))
+            verdict = f"{ratio:.2f}" if ratio else "-"
+            print(f"| {op} | {direction[:3]} | " + " | ".join(cells) + f" | {verdict} |",
+                  flush=True)
+    if ratios:
+        ok = sum(1 for _, _, r in ratios if r >= 1.0)
+        worst = min(ratios, key=lambda r: r[2])
+        print()
+        print(f"per call at n={PER_CALL_TARGET_N}: fusedact no slower than torch in {ok}/"
+              f"{len(ratios)} cases; worst {worst[0]} {worst[1]} at {worst[2]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -499,6 +499,16 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 
 
 # ---- generated public functions -----------------------------------------------------------
+try:  # the c backend's small-call entry, built with the C extension
+    from ._fastpath import backward as _fast_backward, forward as _fast_forward
+except ImportError:  # not built: every call takes the Python path
+    def _fast_forward(slot, x):
+        return None
+
+    def _fast_backward(slot, grad_out, saved):
+        return None
+
+
 class OpFunction:
     """A public fusedact function: its repr is its public name and it pickles by name."""
 
@@ -524,6 +534,17 @@ def _make(name, source, doc, spec, namespace):
     ns = dict(namespace)
     exec(code, ns)  # noqa: S102 - source is generated from the catalogue, not user input
     fn = ns["__call__"]
+    if spec is not None and fn.__defaults__:
+        # The catalogue's default objects themselves, as the function's defaults and for the
+        # fast path's `is` tests (see _build_elementwise), so that spec.defaults() passed
+        # back explicitly (as the benchmarks do) is recognised too.
+        positional = fn.__code__.co_varnames[:fn.__code__.co_argcount]
+        named = positional[len(positional) - len(fn.__defaults__):]
+        catalogue = {p.name: p.default for p in spec.params}
+        if all(arg in catalogue for arg in named):
+            fn.__defaults__ = tuple(catalogue[arg] for arg in named)
+            for arg in named:
+                ns[f"_default_{arg}"] = catalogue[arg]
     cls = type(name, (OpFunction,), {
         "__call__": fn, "__doc__": doc, "__slots__": (), "public_name": name,
         "spec": spec, "__module__": "fusedact",
@@ -582,14 +603,37 @@ from the saved {what} ``{saved}`` (as PyTorch's aten backward does).
 """
 
 
+# Public elementwise ops that the C small-call entry (fusedact._fastpath) may run: name -> slot.
+FAST_SLOTS: dict = {}
+
+
 def _build_elementwise(spec, ns):
     params = _param_source(spec)
     sig = "".join(f", {p}" for p in params)
     pdict = "{" + ", ".join(f"{p.name!r}: {p.name}" for p in spec.params) + "}"
-    fwd = (f"def __call__(self, x{sig}, *, out=None, derivative=False, backend=None):\n"
-           f"    return _elementwise_forward(_spec, x, {pdict}, out, derivative, backend)\n")
+    fwd_body = (f"    return _elementwise_forward(_spec, x, {pdict}, out, derivative, backend)\n")
+    bwd_body = (f"    return _elementwise_backward(_spec, grad_out, {spec.saved}, {pdict}, out, "
+                "backend)\n")
+    if all(p.default is not REQUIRED for p in spec.params):
+        # The small-call entry first (see csrc/pyext/fastpath.c): parameters left at their
+        # defaults (`is` the catalogue's default object: one pointer comparison), no out=,
+        # no backend= or backend="c" (one-character strings are CPython singletons). It
+        # answers None for every call it does not take, and for every op until the
+        # dispatcher has chosen the c backend for it process-wide, so "c" then means it.
+        slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
+        same = "".join(f" and {p.name} is _default_{p.name}" for p in spec.params)
+        pick = "(backend is None or backend is _C)"
+        fwd_body = (f"    if out is None and {pick} and not derivative{same}:\n"
+                    f"        y = _fast_forward({slot}, x)\n"
+                    "        if y is not None:\n"
+                    "            return y\n" + fwd_body)
+        bwd_body = (f"    if out is None and {pick}{same}:\n"
+                    f"        g = _fast_backward({slot}, grad_out, {spec.saved})\n"
+                    "        if g is not None:\n"
+                    "            return g\n" + bwd_body)
+    fwd = f"def __call__(self, x{sig}, *, out=None, derivative=False, backend=None):\n" + fwd_body
     bwd = (f"def __call__(self, grad_out, {spec.saved}{sig}, *, out=None, backend=None):\n"
-           f"    return _elementwise_backward(_spec, grad_out, {spec.saved}, {pdict}, out, backend)\n")
+           + bwd_body)
     pdoc = _doc_params(spec)
     doc_f = _EW_FORWARD_DOC.format(name=spec.name, params=sig, formula=spec.formula,
                                    numpy=spec.numpy_equivalent, param_doc=pdoc,
@@ -680,6 +724,9 @@ _FUSED_SOURCES = {
 def build_public_functions() -> dict:
     """{public name: function} for every op of the catalogue."""
     ns = {
+        "_C": "c",
+        "_fast_forward": _fast_forward,
+        "_fast_backward": _fast_backward,
         "_elementwise_forward": elementwise_forward,
         "_elementwise_backward": elementwise_backward,
         "_axis_forward": axis_forward,

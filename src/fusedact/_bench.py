@@ -238,8 +238,10 @@ def _torch(case, inp):
             return loss, grad
         return sce
     if case.direction == "forward":
-        return lambda: _torchref.forward(op, x, p)
-    return lambda: _torchref.backward(op, g, s, p)
+        f = _torchref.forward_fn(op, p)
+        return lambda: f(x)
+    f = _torchref.backward_fn(op, p)
+    return lambda: f(g, s)
 
 
 def _quiet(fn):

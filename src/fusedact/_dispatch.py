@@ -25,6 +25,11 @@ from numpy import ndarray
 
 from .backends._base import Backend, BackendUnavailable
 
+try:  # the c backend's small-call entry (csrc/pyext/fastpath.c)
+    from . import _fastpath
+except ImportError:  # built without it: nothing to route
+    _fastpath = None
+
 AUTO = "auto"
 # Order matters: it is auto's order of preference for host arrays.
 _FACTORIES = {
@@ -60,6 +65,8 @@ def register_backend(name: str, module: str, cls: str, *, host_preference: int |
         _status.pop(name, None)
         _auto_host_cache.clear()
         _keyword_cache.clear()
+        if _fastpath is not None:
+            _fastpath.unbind_all()  # the choices it was given may not hold any more
         if host_preference is not None:
             order = [n for n in _HOST_PREFERENCE if n != name]
             order.insert(host_preference, name)
@@ -137,10 +144,16 @@ def use_backend(name: str):
     if stack == ():
         stack = _local.stack = []
     stack.append(name)
+    # The C small-call entry routes calls without asking this module, so it stands aside
+    # while any thread is inside a use_backend() block.
+    if _fastpath is not None:
+        _fastpath.suspend(1)
     try:
         yield name
     finally:
         stack.pop()
+        if _fastpath is not None:
+            _fastpath.suspend(-1)
 
 
 def _require(name: str, op_name, origin: str) -> Backend:
@@ -191,16 +204,30 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
     else:
         name, origin = requested_backend()
         name = _check_name(name, origin)
+    # The process-wide choice (FUSEDACT_BACKEND or auto), not this call's or this thread's:
+    # only that may be handed to the small-call entry.
+    process_wide = keyword is None and not _local.stack
     if name != AUTO:
-        return _require(name, op_name, origin)
+        instance = _require(name, op_name, origin)
+        if process_wide:
+            _route_small_calls(instance, op_name)
+        return instance
     if _is_device_array(probe_array):
         return _require("cuda", op_name, "auto, for a device array")
     for candidate in _HOST_PREFERENCE:
         instance, available, _ = _load(candidate)
         if available and instance.has_kernel(op_name):
-            _auto_host_cache[op_name] = instance
+            if process_wide:  # the only case that reads the cache back
+                _auto_host_cache[op_name] = instance
+                _route_small_calls(instance, op_name)
             return instance
     raise BackendUnavailable(f"no backend has a kernel for {op_name!r}")  # numpy has all
+
+
+def _route_small_calls(instance, op_name):
+    bind = getattr(instance, "bind_small_calls", None)  # the c backend has it
+    if bind is not None:
+        bind(op_name)
 
 
 def auto_host_choice(op_name: str = "sigmoid") -> str:

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from .. import _threads
-from .._catalogue import ELEMENTWISE_OPS
+from .._catalogue import ELEMENTWISE_OPS, OPS
 from . import _layout
 from ._base import Backend
 
@@ -47,6 +47,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         self.lib = self.ffi = None
         self._ids = {}
         self._ew_call = {}  # (spec name, params) -> (op id, cffi double[4])
+        self._small_calls = {}  # op name -> the parameter block its fast-path slot uses
 
     # ---- setup -------------------------------------------------------------------------
     def probe(self):
@@ -67,6 +68,28 @@ class CBackend(_layout.FlatElementwise, Backend):
             self.set_simd(requested)
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
+
+    def bind_small_calls(self, op_name):
+        """Let fusedact._fastpath run op_name's small calls (the dispatcher chose this backend
+        for it process-wide): its slot gets the op id and the default parameters' block.
+        Called once per op, and again after register_backend() unbound every slot."""
+        from .. import _api, _dispatch
+
+        fastpath, slot = _dispatch._fastpath, _api.FAST_SLOTS.get(op_name)
+        if fastpath is None or slot is None:
+            return
+        if not self._small_calls:
+            fn32 = self.ffi.addressof(self.lib, "fa_elementwise_f32")
+            fn64 = self.ffi.addressof(self.lib, "fa_elementwise_f64")
+            # The same size at which a new output gets aligned and the kernels start threads:
+            # below it the entry's one-thread call gives what the Python path gives.
+            fastpath.bind(int(self.ffi.cast("uintptr_t", fn32)),
+                          int(self.ffi.cast("uintptr_t", fn64)), _api._ALIGN_MIN)
+        spec = OPS[op_name]
+        defaults = spec.coerce_params({p.name: p.default for p in spec.params})
+        op, block = self._op_and_params(spec, defaults)
+        self._small_calls[op_name] = block  # keeps the block alive while the slot points at it
+        fastpath.bind_slot(slot, op, int(self.ffi.cast("uintptr_t", block)))
 
     def simd(self) -> str:
         return SIMD_LEVELS[self.lib.fa_simd_level()]

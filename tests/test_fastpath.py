@@ -1,0 +1,211 @@
+"""The c backend's small-call entry (fusedact._fastpath, csrc/pyext/fastpath.c).
+
+It takes a public elementwise call when nothing is left to decide (a plain float32/float64
+C-contiguous ndarray below the threading size, default parameters, no out=, no backend=) and
+the dispatcher has chosen the c backend for the op process-wide. These tests check that what
+it returns is what the general path returns, bit for bit, that it declines every other call,
+and that the selection rules (use_backend, parameters, register_backend) still hold.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cases import adversarial
+
+import fusedact
+from fusedact import OPS, _api, _dispatch
+
+fastpath = _dispatch._fastpath
+pytestmark = pytest.mark.skipif(
+    fastpath is None or _dispatch.auto_host_choice() != "c"
+    or _dispatch.ENV_BACKEND != _dispatch.AUTO,
+    reason="the small-call entry runs only where the c backend is built and chosen by auto")
+
+FAST_OPS = sorted(_api.FAST_SLOTS)
+LIMIT = _api._ALIGN_MIN
+
+
+def _same_bits(got, want):
+    assert type(got) is np.ndarray and got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    # -0 against +0; a NaN's sign means nothing (IEEE 754 leaves it open), and it does move
+    # with where an element falls in a vector (the aligned body or the peeled head)
+    number = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))
+
+
+def _inputs(dtype, spec, size):
+    values = adversarial(dtype, spec.domain)
+    return np.resize(values, size).astype(dtype)
+
+
+def test_every_op_without_required_parameters_has_a_slot():
+    assert FAST_OPS, "no op routed through the entry"
+    for name in FAST_OPS:
+        assert OPS[name].family == "elementwise"
+    assert len(set(_api.FAST_SLOTS.values())) == len(FAST_OPS)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FAST_OPS)
+def test_small_calls_match_the_general_path(name, dtype):
+    spec = OPS[name]
+    forward = getattr(fusedact, name)
+    backward = getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    rng = np.random.default_rng(7)
+    for shape in [(n,) for n in range(1, 68)] + [(3, 5), (2, 3, 7), (LIMIT - 1,)]:
+        x = _inputs(dtype, spec, int(np.prod(shape))).reshape(shape)
+        before = x.copy()
+        y = forward(x)
+        assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
+        _same_bits(y, forward(x, backend="c"))
+        grad = rng.standard_normal(shape).astype(dtype)
+        saved = x if spec.saved == "x" else y
+        g = backward(grad, saved)
+        assert fastpath.backward(slot, grad, saved) is not None
+        _same_bits(g, backward(grad, saved, backend="c"))
+        np.testing.assert_array_equal(x, before)  # inputs untouched
+        assert not np.shares_memory(y, x) and not np.shares_memory(g, grad)
+
+
+def _declined():
+    """(what, array) for calls the entry must leave to the Python path."""
+    base = np.linspace(-5, 5, 64, dtype=np.float32)
+    grid = np.linspace(-5, 5, 48, dtype=np.float64).reshape(6, 8)
+    misaligned = np.frombuffer(np.zeros(65 * 4 + 1, np.uint8)[1:], np.float32)
+
+    class Sub(np.ndarray):
+        pass
+
+    return [
+        ("float16", base.astype(np.float16)),
+        ("int64", np.arange(-5, 5)),
+        ("bool", np.array([True, False])),
+        ("0-d", np.array(0.5, np.float32)),
+        ("empty", np.empty((0, 3), np.float32)),
+        ("strided", base[::2]),
+        ("transposed", grid.T),
+        ("byte-swapped", base.astype(">f4")),
+        ("misaligned", misaligned),
+        ("subclass", base.view(Sub)),
+        ("at the threading size", np.zeros(LIMIT, np.float32)),
+        ("list", [0.5, -1.0]),
+    ]
+
+
+@pytest.mark.parametrize("what, a", _declined(), ids=[w for w, _ in _declined()])
+def test_calls_the_entry_declines_keep_their_meaning(what, a):
+    fusedact.sigmoid(np.ones(4, np.float32))  # the dispatcher has chosen c for sigmoid
+    slot = _api.FAST_SLOTS["sigmoid"]
+    assert fastpath.forward(slot, a) is None
+    assert fastpath.backward(slot, a, a) is None
+    got, want = fusedact.sigmoid(a), fusedact.sigmoid(a, backend="c")
+    assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_array_equal(got, want)
+
+
+def test_backward_mismatches_go_to_the_python_path_and_its_errors():
+    fusedact.tanh(np.ones(4))
+    slot = _api.FAST_SLOTS["tanh"]
+    g32, y32 = np.ones(8, np.float32), np.full(8, 0.5, np.float32)
+    assert fastpath.backward(slot, g32, y32.astype(np.float64)) is None
+    assert fusedact.tanh_backward(g32, y32.astype(np.float64)).dtype == np.float64
+    assert fastpath.backward(slot, g32, y32[:4]) is None
+    with pytest.raises(ValueError, match="no broadcasting"):
+        fusedact.tanh_backward(g32, y32[:4])
+
+
+def test_parameters_other_than_the_defaults_are_applied():
+    x = np.linspace(-3, 3, 50)
+    np.testing.assert_allclose(fusedact.leaky_relu(x, 0.2), np.where(x > 0, x, 0.2 * x))
+    np.testing.assert_allclose(fusedact.leaky_relu_backward(np.ones_like(x), x, 0.2),
+                               np.where(x > 0, 1.0, 0.2))
+    np.testing.assert_allclose(fusedact.leaky_relu(x), np.where(x > 0, x, 0.01 * x))
+    # gelu's approximate='tanh' is another kernel: the fast path must not run 'none' for it
+    tanh_form = fusedact.gelu(x, approximate="tanh", backend="c")
+    assert not np.array_equal(tanh_form, fusedact.gelu(x, backend="c"))
+    np.testing.assert_array_equal(fusedact.gelu(x, approximate="tanh"), tanh_form)
+
+
+def test_backend_c_and_the_catalogue_defaults_take_the_entry(monkeypatch):
+    from fusedact.backends.c_backend import CBackend
+
+    x = np.linspace(-3, 3, 40, dtype=np.float32)
+    fusedact.leaky_relu(x)  # the dispatcher chooses c for leaky_relu
+    calls = []
+    original = CBackend.elementwise
+    monkeypatch.setattr(CBackend, "elementwise",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    fusedact.leaky_relu(x)
+    fusedact.leaky_relu(x, backend="c")
+    fusedact.leaky_relu(x, **OPS["leaky_relu"].defaults())
+    assert calls == []  # all three ran in the entry, none through the Python backend
+    fusedact.leaky_relu(x, 0.2)
+    fusedact.leaky_relu(x, backend="auto")
+    assert len(calls) == 2
+
+
+def test_use_backend_turns_the_entry_off_in_every_thread(monkeypatch):
+    from fusedact.backends.numpy_backend import NumpyBackend
+
+    x = np.linspace(-3, 3, 100, dtype=np.float32)
+    fusedact.silu(x)
+    slot = _api.FAST_SLOTS["silu"]
+    calls = []
+    original = NumpyBackend.elementwise
+    monkeypatch.setattr(NumpyBackend, "elementwise",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    with fusedact.use_backend("numpy"):
+        assert fastpath.forward(slot, x) is None
+        fusedact.silu(x)
+        with fusedact.use_backend("c"):
+            fusedact.silu(x)
+        assert fastpath.forward(slot, x) is None  # still inside the outer block
+        fusedact.silu(x)
+    assert len(calls) == 2
+    assert fastpath.forward(slot, x) is not None
+
+
+def test_re_registering_a_backend_unroutes_until_the_dispatcher_chooses_again():
+    x = np.linspace(-3, 3, 100)
+    fusedact.elu(x)
+    slot = _api.FAST_SLOTS["elu"]
+    assert fastpath.forward(slot, x) is not None
+    _dispatch.register_backend("numpy", "fusedact.backends.numpy_backend", "NumpyBackend")
+    assert fastpath.forward(slot, x) is None
+    np.testing.assert_array_equal(fusedact.elu(x), fusedact.elu(x, backend="c"))
+    assert fastpath.forward(slot, x) is not None
+
+
+def test_only_the_process_wide_choice_routes_the_entry():
+    _dispatch.register_backend("numpy", "fusedact.backends.numpy_backend", "NumpyBackend")
+    x = np.linspace(-2, 2, 9)
+    slot = _api.FAST_SLOTS["relu"]
+    fusedact.relu(x, backend="c")
+    fusedact.relu(x, backend="auto")
+    with fusedact.use_backend("c"):
+        fusedact.relu(x)
+    with fusedact.use_backend("auto"):
+        fusedact.relu(x)
+    assert fastpath.forward(slot, x) is None  # none of those was the process-wide choice
+    fusedact.relu(x)
+    assert fastpath.forward(slot, x) is not None
+
+
+@pytest.mark.parametrize("env, routed", [("numpy", False), ("c", True)])
+def test_fusedact_backend_routes_the_entry_only_to_c(env, routed):
+    code = ("import numpy as np, fusedact\n"
+            "from fusedact import _api, _dispatch\n"
+            "x = np.linspace(-1, 1, 5)\n"
+            "y = fusedact.tanh(x)\n"
+            "print(_dispatch._fastpath.forward(_api.FAST_SLOTS['tanh'], x) is not None)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FUSEDACT_BACKEND": env})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(routed)
