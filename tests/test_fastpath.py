@@ -1,10 +1,11 @@
 """The c backend's small-call entry (fusedact._fastpath, csrc/pyext/fastpath.c).
 
 It takes a public elementwise call when nothing is left to decide (a plain float32/float64
-C-contiguous ndarray below the threading size, default parameters, no out=, no backend=) and
-the dispatcher has chosen the c backend for the op process-wide. These tests check that what
-it returns is what the general path returns, bit for bit, that it declines every other call,
-and that the selection rules (use_backend, parameters, register_backend) still hold.
+C-contiguous ndarray, default parameters, no out=, backend= None or "c") and the dispatcher
+has chosen the c backend for the op process-wide. These tests check that what it returns is
+what the general path returns (reached here through out=), bit for bit, that it declines
+every other call, and that the selection rules (use_backend, parameters, register_backend,
+the thread count) still hold.
 """
 
 from __future__ import annotations
@@ -59,19 +60,43 @@ def test_small_calls_match_the_general_path(name, dtype):
     backward = getattr(fusedact, f"{name}_backward")
     slot = _api.FAST_SLOTS[name]
     rng = np.random.default_rng(7)
-    for shape in [(n,) for n in range(1, 68)] + [(3, 5), (2, 3, 7), (LIMIT - 1,)]:
+    for shape in [(n,) for n in range(1, 68)] + [(3, 5), (2, 3, 7), (LIMIT - 1,), (LIMIT,)]:
         x = _inputs(dtype, spec, int(np.prod(shape))).reshape(shape)
         before = x.copy()
         y = forward(x)
         assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
-        _same_bits(y, forward(x, backend="c"))
+        _same_bits(y, forward(x, out=np.empty_like(x)))  # out=: the general path
+        _same_bits(forward(x, backend="c"), y)
         grad = rng.standard_normal(shape).astype(dtype)
         saved = x if spec.saved == "x" else y
         g = backward(grad, saved)
         assert fastpath.backward(slot, grad, saved) is not None
-        _same_bits(g, backward(grad, saved, backend="c"))
+        _same_bits(g, backward(grad, saved, out=np.empty_like(grad)))
         np.testing.assert_array_equal(x, before)  # inputs untouched
         assert not np.shares_memory(y, x) and not np.shares_memory(g, grad)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("name", ["sigmoid", "gelu", "relu", "softplus"])
+def test_large_calls_follow_the_thread_count_and_alignment(name, threads):
+    spec = OPS[name]
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    before = fusedact.get_num_threads()
+    fusedact.set_num_threads(threads)
+    try:
+        for n, offset in [(LIMIT + 17, 0), (3 * LIMIT + 5, 3), (200_003, 7)]:
+            whole = _inputs(np.float32, spec, n + offset)
+            x = whole[offset:]  # a data pointer 4*offset bytes past NumPy's own alignment
+            y = forward(x)
+            assert fastpath.forward(slot, x) is not None
+            assert (y.ctypes.data - x.ctypes.data) % 64 == 0  # placed as _api._empty_like does
+            assert y.base is not None and y.flags.c_contiguous and y.flags.writeable
+            _same_bits(y, forward(x, out=np.empty_like(x)))
+            g = backward(x, x if spec.saved == "x" else y)
+            _same_bits(g, backward(x, x if spec.saved == "x" else y, out=np.empty_like(x)))
+    finally:
+        fusedact.set_num_threads(before)
 
 
 def _declined():
@@ -94,7 +119,6 @@ def _declined():
         ("byte-swapped", base.astype(">f4")),
         ("misaligned", misaligned),
         ("subclass", base.view(Sub)),
-        ("at the threading size", np.zeros(LIMIT, np.float32)),
         ("list", [0.5, -1.0]),
     ]
 

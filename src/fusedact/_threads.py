@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import os
 
+try:  # the c backend's small-call entry keeps its own copy of the count
+    from . import _fastpath
+except ImportError:
+    _fastpath = None
+
 
 def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
@@ -36,13 +41,19 @@ _num_threads = None
 def get_num_threads() -> int:
     global _num_threads
     if _num_threads is None:
-        _num_threads = _from_env()
+        _set(_from_env())
     return _num_threads
+
+
+def _set(n: int) -> None:
+    global _num_threads
+    _num_threads = n
+    if _fastpath is not None:
+        _fastpath.set_threads(n)
 
 
 def set_num_threads(n: int) -> None:
     """Use at most n threads (at least 1) in the compiled backends from now on."""
-    global _num_threads
     if int(n) < 1:
         raise ValueError(f"set_num_threads: expected a positive integer, got {n!r}")
-    _num_threads = int(n)
+    _set(int(n))

@@ -81,10 +81,10 @@ class CBackend(_layout.FlatElementwise, Backend):
         if not self._small_calls:
             fn32 = self.ffi.addressof(self.lib, "fa_elementwise_f32")
             fn64 = self.ffi.addressof(self.lib, "fa_elementwise_f64")
-            # The same size at which a new output gets aligned and the kernels start threads:
-            # below it the entry's one-thread call gives what the Python path gives.
+            # Outputs from _api._ALIGN_MIN elements up are placed as _api._empty_like does.
             fastpath.bind(int(self.ffi.cast("uintptr_t", fn32)),
                           int(self.ffi.cast("uintptr_t", fn64)), _api._ALIGN_MIN)
+            _threads.get_num_threads()  # reads FUSEDACT_NUM_THREADS, tells the entry
         spec = OPS[op_name]
         defaults = spec.coerce_params({p.name: p.default for p in spec.params})
         op, block = self._op_and_params(spec, defaults)
