@@ -8,8 +8,8 @@ from scipy import special
 
 import fusedact
 import reference as ref
-from cases import elementwise_cases
-from fusedact import OPS
+from cases import HOST_BACKENDS, SIMD_VARIANTS, elementwise_cases
+from fusedact import ELEMENTWISE_OPS, OPS
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
@@ -130,3 +130,28 @@ def test_grad_bias_is_the_same_on_any_thread_count(dtype, host_backend):
     np.testing.assert_array_equal(results[0][1], results[1][1])
     want = fusedact.bias_act_backward(g, x, bias, "gelu", backend="numpy")[1]
     np.testing.assert_allclose(results[0][1], want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("variant", HOST_BACKENDS + SIMD_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_bias_act_is_act_of_the_rounded_sum_bit_for_bit(variant, dtype):
+    """Fused and unfused round the same way on the host backends: x + bias rounded to the
+    dtype, then the op's own kernel (the AVX-512 float32 loops included)."""
+    name, _, level = variant.partition("@")
+    c = fusedact._dispatch._load("c")[0]
+    before = c.simd() if level else None
+    if level and c.set_simd(level) != level:
+        c.set_simd(before)
+        pytest.skip(f"this CPU has no {level}")
+    try:
+        rng = np.random.default_rng(3)
+        x = (rng.standard_normal((9, 67)) * 6).astype(dtype)
+        x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+        b = (rng.standard_normal(67) * 3).astype(dtype)
+        for act in ELEMENTWISE_OPS:
+            fused = fusedact.bias_act(x, b, act, backend=name)
+            unfused = getattr(fusedact, act)(x + b, backend=name)
+            np.testing.assert_array_equal(fused, unfused, err_msg=act)
+    finally:
+        if level:
+            c.set_simd(before)
