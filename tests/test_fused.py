@@ -155,3 +155,38 @@ def test_bias_act_is_act_of_the_rounded_sum_bit_for_bit(variant, dtype):
     finally:
         if level:
             c.set_simd(before)
+
+
+COMPILED_VARIANTS = [v for v in HOST_BACKENDS + SIMD_VARIANTS if v != "numpy"]
+
+
+@pytest.mark.parametrize("variant", COMPILED_VARIANTS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_bias_act_backward_is_the_unfused_backward_bit_for_bit(variant, dtype):
+    """The compiled backends' fused backward: grad_x as act_backward(g, saved(x + bias)),
+    grad_bias as grad_x's column sums accumulated in double row after row."""
+    name, _, level = variant.partition("@")
+    c = fusedact._dispatch._load("c")[0]
+    before = c.simd() if level else None
+    if level and c.set_simd(level) != level:
+        c.set_simd(before)
+        pytest.skip(f"this CPU has no {level}")
+    try:
+        rng = np.random.default_rng(4)
+        x = (rng.standard_normal((9, 67)) * 6).astype(dtype)
+        x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+        b = (rng.standard_normal(67) * 3).astype(dtype)
+        g = rng.standard_normal((9, 67)).astype(dtype)
+        z = x + b
+        for act in ELEMENTWISE_OPS:
+            gx, gb = fusedact.bias_act_backward(g, x, b, act, backend=name)
+            saved = getattr(fusedact, act)(z, backend=name) if OPS[act].saved == "y" else z
+            want = getattr(fusedact, f"{act}_backward")(g, saved, backend=name)
+            np.testing.assert_array_equal(gx, want, err_msg=act)
+            column_sums = np.zeros(67)
+            for row in gx.astype(np.float64):
+                column_sums += row
+            np.testing.assert_array_equal(gb, column_sums.astype(dtype), err_msg=act)
+    finally:
+        if level:
+            c.set_simd(before)
