@@ -3,6 +3,8 @@ and the one generator of adversarial arrays."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,25 @@ SIMD_VARIANTS = ["c@avx2", "c@baseline"] if "c" in HOST_BACKENDS else []
 # machine has no NVIDIA device.
 CUDA_BACKENDS = ["cuda"] if "cuda" in fusedact.available_backends() else []
 FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+
+
+@contextlib.contextmanager
+def variant_backend(variant):
+    """The backend name of a test variant ("c", "numba", "c@avx2", ...): for c@LEVEL the C
+    kernels run at LEVEL inside the block (the test skips where this CPU lacks it)."""
+    name, _, level = variant.partition("@")
+    if not level:
+        yield name
+        return
+    c = fusedact._dispatch._load("c")[0]
+    before = c.simd()
+    if c.set_simd(level) != level:
+        c.set_simd(before)
+        pytest.skip(f"this CPU has no {level}")
+    try:
+        yield name
+    finally:
+        c.set_simd(before)
 
 
 def param_sets(name):

@@ -21,25 +21,14 @@ if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
     sys.setswitchinterval(1e-5)
 
 import fusedact  # noqa: E402
-from cases import CUDA_BACKENDS, HOST_BACKENDS, SIMD_VARIANTS  # noqa: E402
+from cases import CUDA_BACKENDS, HOST_BACKENDS, SIMD_VARIANTS, variant_backend  # noqa: E402
 
 
 @pytest.fixture(params=HOST_BACKENDS + SIMD_VARIANTS + CUDA_BACKENDS)
 def backend(request):
     """The backend name to pass as backend=...; for c@LEVEL, the C kernels forced to LEVEL."""
-    name, _, level = request.param.partition("@")
-    if not level:
+    with variant_backend(request.param) as name:
         yield name
-        return
-    c = fusedact._dispatch._load("c")[0]
-    before = c.simd()
-    if c.set_simd(level) != level:
-        c.set_simd(before)
-        pytest.skip(f"this CPU has no {level}")
-    try:
-        yield name
-    finally:
-        c.set_simd(before)
 
 
 @pytest.fixture(params=HOST_BACKENDS)

@@ -8,7 +8,7 @@ from scipy import special
 
 import fusedact
 import reference as ref
-from cases import HOST_BACKENDS, SIMD_VARIANTS, elementwise_cases
+from cases import HOST_BACKENDS, SIMD_VARIANTS, elementwise_cases, variant_backend
 from fusedact import ELEMENTWISE_OPS, OPS
 
 
@@ -132,29 +132,26 @@ def test_grad_bias_is_the_same_on_any_thread_count(dtype, host_backend):
     np.testing.assert_allclose(results[0][1], want, rtol=1e-5 if dtype == np.float32 else 1e-12)
 
 
+def _special_rows(dtype):
+    """x (9 rows of 67, NaN, +-inf, +-0 and a subnormal among them), bias and grad_out."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((9, 67)) * 6).astype(dtype)
+    x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
+    b = (rng.standard_normal(67) * 3).astype(dtype)
+    return x, b, rng.standard_normal((9, 67)).astype(dtype)
+
+
 @pytest.mark.parametrize("variant", HOST_BACKENDS + SIMD_VARIANTS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 def test_bias_act_is_act_of_the_rounded_sum_bit_for_bit(variant, dtype):
     """Fused and unfused round the same way on the host backends: x + bias rounded to the
     dtype, then the op's own kernel (the AVX-512 float32 loops included)."""
-    name, _, level = variant.partition("@")
-    c = fusedact._dispatch._load("c")[0]
-    before = c.simd() if level else None
-    if level and c.set_simd(level) != level:
-        c.set_simd(before)
-        pytest.skip(f"this CPU has no {level}")
-    try:
-        rng = np.random.default_rng(3)
-        x = (rng.standard_normal((9, 67)) * 6).astype(dtype)
-        x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
-        b = (rng.standard_normal(67) * 3).astype(dtype)
+    with variant_backend(variant) as name:
+        x, b, _ = _special_rows(dtype)
         for act in ELEMENTWISE_OPS:
             fused = fusedact.bias_act(x, b, act, backend=name)
             unfused = getattr(fusedact, act)(x + b, backend=name)
             np.testing.assert_array_equal(fused, unfused, err_msg=act)
-    finally:
-        if level:
-            c.set_simd(before)
 
 
 COMPILED_VARIANTS = [v for v in HOST_BACKENDS + SIMD_VARIANTS if v != "numpy"]
@@ -165,18 +162,8 @@ COMPILED_VARIANTS = [v for v in HOST_BACKENDS + SIMD_VARIANTS if v != "numpy"]
 def test_bias_act_backward_is_the_unfused_backward_bit_for_bit(variant, dtype):
     """The compiled backends' fused backward: grad_x as act_backward(g, saved(x + bias)),
     grad_bias as grad_x's column sums accumulated in double row after row."""
-    name, _, level = variant.partition("@")
-    c = fusedact._dispatch._load("c")[0]
-    before = c.simd() if level else None
-    if level and c.set_simd(level) != level:
-        c.set_simd(before)
-        pytest.skip(f"this CPU has no {level}")
-    try:
-        rng = np.random.default_rng(4)
-        x = (rng.standard_normal((9, 67)) * 6).astype(dtype)
-        x[0, :6] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40]
-        b = (rng.standard_normal(67) * 3).astype(dtype)
-        g = rng.standard_normal((9, 67)).astype(dtype)
+    with variant_backend(variant) as name:
+        x, b, g = _special_rows(dtype)
         z = x + b
         for act in ELEMENTWISE_OPS:
             gx, gb = fusedact.bias_act_backward(g, x, b, act, backend=name)
@@ -187,6 +174,3 @@ def test_bias_act_backward_is_the_unfused_backward_bit_for_bit(variant, dtype):
             for row in gx.astype(np.float64):
                 column_sums += row
             np.testing.assert_array_equal(gb, column_sums.astype(dtype), err_msg=act)
-    finally:
-        if level:
-            c.set_simd(before)
