@@ -70,14 +70,25 @@ def copy_back(outs, targets):
             o[...] = t
 
 
+def _last_and_contiguous(a, axis):
+    # The common case, tested first: np.moveaxis costs 2.8 us a call, and three of them
+    # (x, grad, out) made softmax backward on 256 rows of 1024 cost 20 us more than its
+    # kernel (49 us).
+    return (axis == -1 or axis == a.ndim - 1) and a.flags.c_contiguous
+
+
 def rows(a, axis):
     """a with `axis` last, as a C-contiguous 2-D array (a copy only if needed)."""
+    if _last_and_contiguous(a, axis):
+        return a.reshape(-1, a.shape[-1])
     moved = np.ascontiguousarray(np.moveaxis(a, axis, -1))
     return moved.reshape(-1, moved.shape[-1])
 
 
 def rows_out(out, axis):
     """(2-D C-contiguous target with `axis` last, scratch to copy back into out or None)."""
+    if _last_and_contiguous(out, axis):
+        return out.reshape(-1, out.shape[-1]), None
     moved = np.moveaxis(out, axis, -1)
     if moved.flags.c_contiguous:
         return moved.reshape(-1, moved.shape[-1]), None
