@@ -1,4 +1,4 @@
-"""The c backend's small-call entry (fusedact._fastpath, csrc/pyext/fastpath.c).
+"""The c backend's C-API entry (fusedact._fastpath, csrc/pyext/fastpath.c).
 
 It takes a public elementwise call when nothing is left to decide (a plain float32/float64
 C-contiguous ndarray, default parameters, no out=, backend= None or "c") and the dispatcher
@@ -25,7 +25,7 @@ fastpath = _dispatch._fastpath
 pytestmark = pytest.mark.skipif(
     fastpath is None or _dispatch.auto_host_choice() != "c"
     or _dispatch.ENV_BACKEND != _dispatch.AUTO,
-    reason="the small-call entry runs only where the c backend is built and chosen by auto")
+    reason="the C-API entry runs only where the c backend is built and chosen by auto")
 
 FAST_OPS = sorted(_api.FAST_SLOTS)
 LIMIT = _api._ALIGN_MIN

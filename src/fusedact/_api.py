@@ -499,7 +499,7 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 
 
 # ---- generated public functions -----------------------------------------------------------
-try:  # the c backend's small-call entry, built with the C extension
+try:  # the c backend's C-API entry, built with the C extension
     from ._fastpath import backward as _fast_backward, forward as _fast_forward
 except ImportError:  # not built: every call takes the Python path
     def _fast_forward(slot, x):
@@ -603,7 +603,7 @@ from the saved {what} ``{saved}`` (as PyTorch's aten backward does).
 """
 
 
-# Public elementwise ops that the C small-call entry (fusedact._fastpath) may run: name -> slot.
+# Public elementwise ops that the C-API entry (fusedact._fastpath) may run: name -> slot.
 FAST_SLOTS: dict = {}
 
 
@@ -615,7 +615,7 @@ def _build_elementwise(spec, ns):
     bwd_body = (f"    return _elementwise_backward(_spec, grad_out, {spec.saved}, {pdict}, out, "
                 "backend)\n")
     if all(p.default is not REQUIRED for p in spec.params):
-        # The small-call entry first (see csrc/pyext/fastpath.c): parameters left at their
+        # The C-API entry first (see csrc/pyext/fastpath.c): parameters left at their
         # defaults (`is` the catalogue's default object: one pointer comparison), no out=,
         # no backend= or backend="c" (one-character strings are CPython singletons). It
         # answers None for every call it does not take, and for every op until the

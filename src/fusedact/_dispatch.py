@@ -25,7 +25,7 @@ from numpy import ndarray
 
 from .backends._base import Backend, BackendUnavailable
 
-try:  # the c backend's small-call entry (csrc/pyext/fastpath.c)
+try:  # the c backend's C-API entry (csrc/pyext/fastpath.c)
     from . import _fastpath
 except ImportError:  # built without it: nothing to route
     _fastpath = None
@@ -144,7 +144,7 @@ def use_backend(name: str):
     if stack == ():
         stack = _local.stack = []
     stack.append(name)
-    # The C small-call entry routes calls without asking this module, so it stands aside
+    # The C-API entry routes calls without asking this module, so it stands aside
     # while any thread is inside a use_backend() block.
     if _fastpath is not None:
         _fastpath.suspend(1)
@@ -205,12 +205,12 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
         name, origin = requested_backend()
         name = _check_name(name, origin)
     # The process-wide choice (FUSEDACT_BACKEND or auto), not this call's or this thread's:
-    # only that may be handed to the small-call entry.
+    # only that may be handed to the C-API entry.
     process_wide = keyword is None and not _local.stack
     if name != AUTO:
         instance = _require(name, op_name, origin)
         if process_wide:
-            _route_small_calls(instance, op_name)
+            _route_to_entry(instance, op_name)
         return instance
     if _is_device_array(probe_array):
         return _require("cuda", op_name, "auto, for a device array")
@@ -219,13 +219,13 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
         if available and instance.has_kernel(op_name):
             if process_wide:  # the only case that reads the cache back
                 _auto_host_cache[op_name] = instance
-                _route_small_calls(instance, op_name)
+                _route_to_entry(instance, op_name)
             return instance
     raise BackendUnavailable(f"no backend has a kernel for {op_name!r}")  # numpy has all
 
 
-def _route_small_calls(instance, op_name):
-    bind = getattr(instance, "bind_small_calls", None)  # the c backend has it
+def _route_to_entry(instance, op_name):
+    bind = getattr(instance, "bind_entry", None)  # the c backend has it
     if bind is not None:
         bind(op_name)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-try:  # the c backend's small-call entry keeps its own copy of the count
+try:  # the c backend's C-API entry keeps its own copy of the count
     from . import _fastpath
 except ImportError:
     _fastpath = None

@@ -47,7 +47,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         self.lib = self.ffi = None
         self._ids = {}
         self._ew_call = {}  # (spec name, params) -> (op id, cffi double[4])
-        self._small_calls = {}  # op name -> the parameter block its fast-path slot uses
+        self._entry_blocks = {}  # op name -> the parameter block its fast-path slot uses
 
     # ---- setup -------------------------------------------------------------------------
     def probe(self):
@@ -69,8 +69,8 @@ class CBackend(_layout.FlatElementwise, Backend):
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
 
-    def bind_small_calls(self, op_name):
-        """Let fusedact._fastpath run op_name's small calls (the dispatcher chose this backend
+    def bind_entry(self, op_name):
+        """Let fusedact._fastpath run op_name's plain calls (the dispatcher chose this backend
         for it process-wide): its slot gets the op id and the default parameters' block.
         Called once per op, and again after register_backend() unbound every slot."""
         from .. import _api, _dispatch
@@ -78,7 +78,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         fastpath, slot = _dispatch._fastpath, _api.FAST_SLOTS.get(op_name)
         if fastpath is None or slot is None:
             return
-        if not self._small_calls:
+        if not self._entry_blocks:
             fn32 = self.ffi.addressof(self.lib, "fa_elementwise_f32")
             fn64 = self.ffi.addressof(self.lib, "fa_elementwise_f64")
             # Outputs from _api._ALIGN_MIN elements up are placed as _api._empty_like does.
@@ -88,7 +88,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         spec = OPS[op_name]
         defaults = spec.coerce_params({p.name: p.default for p in spec.params})
         op, block = self._op_and_params(spec, defaults)
-        self._small_calls[op_name] = block  # keeps the block alive while the slot points at it
+        self._entry_blocks[op_name] = block  # keeps the block alive while the slot points at it
         fastpath.bind_slot(slot, op, int(self.ffi.cast("uintptr_t", block)))
 
     def simd(self) -> str:
