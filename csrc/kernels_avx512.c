@@ -10,6 +10,7 @@
 #define FA_TARGET avx512
 #define FA_TARGET_NAME "avx512"
 #define FA_AVX512_F32_PATHS 1 /* the float32 intrinsic loops of fa_avx512_f32.inc */
+#define FA_AVX512_F64_PATHS 1 /* and the float64 ones of fa_avx512_f64.inc */
 #include "fa_kernels.inc"
 #if defined(__clang__)
 #pragma clang attribute pop
