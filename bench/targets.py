@@ -6,7 +6,9 @@
 For every op, direction, dtype, size and thread count it times fusedact[c], fusedact[numba],
 PyTorch CPU (same thread count, its functions without ``out=`` against ours without ``out=``)
 and the copy of the same arrays side by side (median of `--repeats` rounds, interleaved so a
-noisy neighbour hits every contender alike), then checks:
+noisy neighbour hits every contender alike; with 2+ threads each round first runs its contender
+untimed for `--settle` seconds, so that no library is timed against the spinning OpenMP
+workers another left behind), then checks:
 
 - c: an elementwise op is at least 1.3x PyTorch or at least 85 % of the copy bandwidth;
   softmax rows of 1024: at least 1.3x PyTorch;
@@ -41,8 +43,16 @@ SIGMOID_GELEM = 3.3  # XNNPACK's published AVX-512 float32 sigmoid rate, one thr
 GEOMEAN_TARGET = 3.0
 
 
-def _median_times(fns: dict, min_time: float, repeats: int) -> dict:
-    """Median seconds per call of each contender, the rounds of all contenders interleaved."""
+def _median_times(fns: dict, min_time: float, repeats: int, settle: float = 0.0) -> dict:
+    """Median seconds per call of each contender, the rounds of all contenders interleaved.
+
+    Each timed round is preceded by `settle` seconds of untimed calls of the same contender.
+    With two threads the libraries' pools compete: PyTorch's (and numba's) OpenMP workers spin
+    for tens of milliseconds after a call, holding a core the next contender's worker needs.
+    Measured here (softmax backward, 256 x 1024 float32, 2 threads, fusedact right after 50
+    PyTorch calls): 78 us a call with no settling, 54 after 10 ms, 35 after 30 ms, 42 alone;
+    PyTorch's own time did not move (25-27 us). So each contender gets the machine to itself
+    first, as it would in a program that calls only it."""
     loops = {}
     for label, fn in fns.items():
         fn()
@@ -52,6 +62,9 @@ def _median_times(fns: dict, min_time: float, repeats: int) -> dict:
     rounds = {label: [] for label in fns}
     for _ in range(repeats):
         for label, fn in fns.items():
+            settled = time.perf_counter() + settle
+            while time.perf_counter() < settled:
+                fn()
             t0 = time.perf_counter()
             for _ in range(loops[label]):
                 fn()
@@ -79,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--directions", nargs="*", default=["forward", "backward"])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--min-time", type=float, default=0.02)
+    ap.add_argument("--settle", type=float, default=0.03,
+                    help="seconds of untimed calls before each timed round, with 2+ threads")
     ap.add_argument("--per-call-sizes", nargs="*", type=int, default=[1, 1024, 4096],
                     help="small sizes timed per call (none: skip that table)")
     args = ap.parse_args(argv)
@@ -115,7 +130,8 @@ def main(argv=None) -> int:
                             keep.append("np.tanh")
                             every["np.tanh"] = lambda x=inp["x"]: np.tanh(x)
                         fns = {k: every[k] for k in keep if k in every}
-                        t = _median_times(fns, args.min_time, args.repeats)
+                        t = _median_times(fns, args.min_time, args.repeats,
+                                          args.settle if threads > 1 else 0.0)
                         c_t, nb_t = t.get("fusedact[c]"), t.get("fusedact[numba]")
                         torch_t, copy_t = t.get("torch"), t[_bench.COPY]
                         row = [op, direction[:3], dtype, str(n), str(threads)]
