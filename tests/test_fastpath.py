@@ -1,8 +1,9 @@
 """The c backend's C-API entry (fusedact._fastpath, csrc/pyext/fastpath.c).
 
-It takes a public elementwise call when nothing is left to decide (a plain float32/float64
-C-contiguous ndarray, default parameters, no out=, backend= None or "c") and the dispatcher
-has chosen the c backend for the op process-wide. These tests check that what it returns is
+It takes a public elementwise call (and softmax/log_softmax along the last axis) when
+nothing is left to decide (a plain float32/float64 C-contiguous ndarray, default parameters,
+no out=, backend= None or "c") and the dispatcher has chosen the c backend for the op
+process-wide. These tests check that what it returns is
 what the general path returns (reached here through out=), bit for bit, that it declines
 every other call, and that the selection rules (use_backend, parameters, register_backend,
 the thread count) still hold.
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.skipif(
     or _dispatch.ENV_BACKEND != _dispatch.AUTO,
     reason="the C-API entry runs only where the c backend is built and chosen by auto")
 
-FAST_OPS = sorted(_api.FAST_SLOTS)
+ROW_OPS = ["log_softmax", "softmax"]  # along the last axis, through fa_rows_*
+FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS))
 LIMIT = _api._ALIGN_MIN
 
 
@@ -49,7 +51,8 @@ def test_every_op_without_required_parameters_has_a_slot():
     assert FAST_OPS, "no op routed through the entry"
     for name in FAST_OPS:
         assert OPS[name].family == "elementwise"
-    assert len(set(_api.FAST_SLOTS.values())) == len(FAST_OPS)
+    assert sorted(set(_api.FAST_SLOTS) - set(FAST_OPS)) == ROW_OPS
+    assert len(set(_api.FAST_SLOTS.values())) == len(_api.FAST_SLOTS)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -97,6 +100,61 @@ def test_large_calls_follow_the_thread_count_and_alignment(name, threads):
             _same_bits(g, backward(x, x if spec.saved == "x" else y, out=np.empty_like(x)))
     finally:
         fusedact.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ROW_OPS)
+def test_row_calls_match_the_general_path(name, dtype):
+    forward = getattr(fusedact, name)
+    backward = getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    rng = np.random.default_rng(3)
+    values = adversarial(dtype, OPS[name].domain)
+    shapes = [(n,) for n in range(1, 40)] + [(3, 5), (2, 3, 7), (4, 64), (1, 67), (65, 1024)]
+    for shape in shapes:
+        size = int(np.prod(shape))
+        x = (np.resize(values, size) if size < 200 else rng.standard_normal(size) * 4)
+        x = x.astype(dtype).reshape(shape)
+        before = x.copy()
+        y = forward(x)
+        assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
+        _same_bits(y, forward(x, out=np.empty_like(x)))
+        _same_bits(forward(x, axis=x.ndim - 1), y)  # the same axis, spelled another way
+        grad = rng.standard_normal(shape).astype(dtype)
+        g = backward(grad, y)
+        assert fastpath.backward(slot, grad, y) is not None
+        _same_bits(g, backward(grad, y, out=np.empty_like(grad)))
+        np.testing.assert_array_equal(x, before)
+        assert not np.shares_memory(y, x) and not np.shares_memory(g, grad)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_row_calls_follow_the_thread_count(threads):
+    before = fusedact.get_num_threads()
+    fusedact.set_num_threads(threads)
+    try:
+        x = np.random.default_rng(5).standard_normal((301, 1031)).astype(np.float32)
+        for name in ROW_OPS:
+            forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+            y = forward(x)
+            assert fastpath.forward(_api.FAST_SLOTS[name], x) is not None
+            _same_bits(y, forward(x, out=np.empty_like(x)))
+            _same_bits(backward(x, y), backward(x, y, out=np.empty_like(x)))
+    finally:
+        fusedact.set_num_threads(before)
+
+
+def test_row_calls_on_another_axis_or_mismatched_go_the_python_way():
+    x = np.random.default_rng(1).standard_normal((6, 8))
+    y = fusedact.softmax(x)
+    np.testing.assert_allclose(fusedact.softmax(x, axis=0).sum(axis=0), 1.0, rtol=1e-14)
+    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-14)
+    slot = _api.FAST_SLOTS["softmax"]
+    assert fastpath.backward(slot, np.ones((6, 4)), y) is None
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        fusedact.softmax_backward(np.ones((6, 4)), y)
+    assert fastpath.forward(slot, x.T) is None  # not C-contiguous: the general path
+    np.testing.assert_array_equal(fusedact.softmax(x.T), fusedact.softmax(x.T.copy()))
 
 
 def _declined():

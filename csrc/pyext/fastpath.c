@@ -1,5 +1,5 @@
-/* fusedact._fastpath: the c backend's entry for plain elementwise calls, written in the
- * CPython C API.
+/* fusedact._fastpath: the c backend's entry for plain elementwise calls (and softmax and
+ * log_softmax along the last axis), written in the CPython C API.
  *
  * Why it exists: through cffi a call on 1024 float32 elements cost 2.6 us, of which the
  * kernel is 0.26; the rest is Python: two ffi.from_buffer (0.17 us each), the cffi call
@@ -17,6 +17,11 @@
  * the op id and parameter block that the dispatcher chose for it, and only once the
  * dispatcher has chosen the c backend for that op on its own ('auto' or FUSEDACT_BACKEND=c).
  * While any use_backend() block is open, suspend() turns every slot off.
+ *
+ * softmax and log_softmax (axis=-1) come here the same way, through fa_rows_f32/f64 (a slot
+ * bound by bind_row_slot): through the Python layers their calls cost 8.5 us more at 256 x
+ * 1024 float32 (softmax backward 63.2 us against 54.5 for the bare cffi call) and 5.6 us a
+ * call at 4 x 64.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -29,16 +34,24 @@ typedef int (*ew_f32_fn)(int op, int mode, const float *a, const float *b, float
 typedef int (*ew_f64_fn)(int op, int mode, const double *a, const double *b, double *o1,
                          double *o2, int64_t n, const double *params, int threads);
 
+typedef int (*rows_f32_fn)(int kind, const float *x, const float *g, float *y, int64_t rows,
+                           int64_t cols, int threads);
+typedef int (*rows_f64_fn)(int kind, const double *x, const double *g, double *y,
+                           int64_t rows, int64_t cols, int threads);
+
 #define SLOT_COUNT 256
 
 typedef struct {
     int op; /* -1: unbound, the call goes the Python way */
+    int rows_kind; /* -1: an elementwise op; 0 softmax, 1 log_softmax (the forward's kind) */
     const double *params;
 } slot_t;
 
 static slot_t slots[SLOT_COUNT];
 static ew_f32_fn ew_f32;
 static ew_f64_fn ew_f64;
+static rows_f32_fn rows_f32;
+static rows_f64_fn rows_f64;
 static npy_intp align_min = -1; /* outputs of this many elements or more are aligned */
 static int threads = 1;         /* fusedact.set_num_threads(), passed on by _threads */
 static long suspended;          /* open use_backend() blocks */
@@ -52,6 +65,16 @@ static PyObject *bind(PyObject *self, PyObject *args)
     ew_f32 = (ew_f32_fn)(uintptr_t)f32;
     ew_f64 = (ew_f64_fn)(uintptr_t)f64;
     align_min = min_aligned;
+    Py_RETURN_NONE;
+}
+
+static PyObject *bind_rows(PyObject *self, PyObject *args)
+{
+    unsigned long long f32, f64;
+    if (!PyArg_ParseTuple(args, "KK:bind_rows", &f32, &f64))
+        return NULL;
+    rows_f32 = (rows_f32_fn)(uintptr_t)f32;
+    rows_f64 = (rows_f64_fn)(uintptr_t)f64;
     Py_RETURN_NONE;
 }
 
@@ -84,7 +107,28 @@ static PyObject *bind_slot(PyObject *self, PyObject *args)
         return NULL;
     }
     slots[slot].op = op < 0 ? -1 : op;
+    slots[slot].rows_kind = -1;
     slots[slot].params = (const double *)(uintptr_t)params;
+    Py_RETURN_NONE;
+}
+
+static PyObject *bind_row_slot(PyObject *self, PyObject *args)
+{
+    int slot, kind;
+    if (!PyArg_ParseTuple(args, "ii:bind_row_slot", &slot, &kind))
+        return NULL;
+    if (slot < 0 || slot >= SLOT_COUNT || kind < 0 || kind > 1) {
+        PyErr_Format(PyExc_ValueError, "bind_row_slot: slot %d (0..%d) or kind %d (0, 1) "
+                     "out of range", slot, SLOT_COUNT - 1, kind);
+        return NULL;
+    }
+    if (!rows_f32 || !rows_f64) {
+        PyErr_SetString(PyExc_RuntimeError, "bind_row_slot: call bind_rows() first");
+        return NULL;
+    }
+    slots[slot].op = 0;
+    slots[slot].rows_kind = kind;
+    slots[slot].params = NULL;
     Py_RETURN_NONE;
 }
 
@@ -175,6 +219,25 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b)
     const slot_t s = slots[slot];
     int64_t n = (int64_t)PyArray_SIZE(x);
     int rc, nthreads = threads;
+    if (s.rows_kind >= 0) {
+        /* along the last axis: rows of cols; backward reads g and the saved y */
+        int64_t cols = (int64_t)PyArray_DIM(x, PyArray_NDIM(x) - 1), rows = n / cols;
+        int kind = s.rows_kind + (saved ? 2 : 0);
+        void *xs = saved ? PyArray_DATA(saved) : PyArray_DATA(x);
+        void *gs = saved ? PyArray_DATA(x) : NULL;
+        Py_BEGIN_ALLOW_THREADS
+        if (type == NPY_FLOAT)
+            rc = rows_f32(kind, xs, gs, PyArray_DATA(out), rows, cols, nthreads);
+        else
+            rc = rows_f64(kind, xs, gs, PyArray_DATA(out), rows, cols, nthreads);
+        Py_END_ALLOW_THREADS
+        if (rc != 0) {
+            Py_DECREF(out);
+            PyErr_Format(PyExc_RuntimeError, "fusedact row kernel %d refused its arguments", kind);
+            return NULL;
+        }
+        return (PyObject *)out;
+    }
     Py_BEGIN_ALLOW_THREADS
     if (type == NPY_FLOAT)
         rc = ew_f32(s.op, mode, PyArray_DATA(x), saved ? PyArray_DATA(saved) : NULL,
@@ -216,6 +279,10 @@ static PyMethodDef methods[] = {
     {"set_threads", set_threads, METH_O, "set_threads(n): the most threads a call may use"},
     {"bind_slot", bind_slot, METH_VARARGS,
      "bind_slot(slot, op, params_address): route a public function (op -1: unbind)"},
+    {"bind_rows", bind_rows, METH_VARARGS,
+     "bind_rows(f32_address, f64_address): fa_rows_f32/f64, for the softmax slots"},
+    {"bind_row_slot", bind_row_slot, METH_VARARGS,
+     "bind_row_slot(slot, kind): route softmax (kind 0) or log_softmax (1) along axis -1"},
     {"unbind_all", unbind_all, METH_NOARGS, "every call takes the Python path again"},
     {"suspend", suspend, METH_O, "suspend(+1 or -1): count open use_backend() blocks"},
     {"forward", (PyCFunction)(void (*)(void))forward, METH_FASTCALL,
@@ -227,7 +294,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "fusedact._fastpath",
-    "The c backend's CPython entry for plain elementwise calls (see csrc/pyext/fastpath.c).",
+    "The c backend's CPython entry for plain elementwise and softmax calls "
+    "(see csrc/pyext/fastpath.c).",
     -1,
     methods,
 };

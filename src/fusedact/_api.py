@@ -684,8 +684,23 @@ _AXIS_DOCS = {
 }
 
 
+# softmax and log_softmax along the last axis (the default) go to the C-API entry first, as
+# the elementwise ops do (fusedact._fastpath: None for every call it does not take).
+_AXIS_FAST = ("    if out is None and (backend is None or backend is _C) and axis is _M1:\n"
+              "        fast = {call}\n"
+              "        if fast is not None:\n"
+              "            return fast\n")
+
+
 def _build_axis(spec, ns):
     fwd, bwd = _AXIS_SOURCES[spec.name]
+    if spec.name in ("softmax", "log_softmax"):
+        slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
+        head_f, body_f = fwd.split("\n", 1)
+        head_b, body_b = bwd.split("\n", 1)
+        fwd = (head_f + "\n" + _AXIS_FAST.format(call=f"_fast_forward({slot}, x)") + body_f)
+        bwd = (head_b + "\n" + _AXIS_FAST.format(call=f"_fast_backward({slot}, grad_out, y)")
+               + body_b)
     doc_f, doc_b = _AXIS_DOCS[spec.name]
     env = {**ns, "_spec": spec}
     return (_make(spec.name, fwd, doc_f.format(np=spec.numpy_equivalent), spec, env),
@@ -725,6 +740,7 @@ def build_public_functions() -> dict:
     """{public name: function} for every op of the catalogue."""
     ns = {
         "_C": "c",
+        "_M1": -1,  # axis=-1, the softmax default: `is` holds (CPython caches small ints)
         "_fast_forward": _fast_forward,
         "_fast_backward": _fast_backward,
         "_elementwise_forward": elementwise_forward,
