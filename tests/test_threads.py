@@ -61,3 +61,45 @@ def test_pool_survives_many_large_calls_in_a_row():
                 np.testing.assert_array_max_ulp(fusedact.silu(x), want, maxulp=3)
         finally:
             fusedact.set_num_threads(fusedact._threads._from_env())
+
+
+def _tsan_usable():
+    """gcc with a ThreadSanitizer runtime, and the source tree (tools/, csrc/) beside us."""
+    import pathlib
+    import shutil
+    import subprocess
+    import tempfile
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    if not (root / "tools" / "check_threads.sh").exists() or not (root / "csrc").is_dir():
+        return None, "run from a source checkout (tools/check_threads.sh)"
+    if shutil.which("gcc") is None:
+        return None, "gcc not found"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = pathlib.Path(tmp) / "probe.c"
+        src.write_text("int main(void) { return 0; }\n")
+        probe = subprocess.run(["gcc", "-fsanitize=thread", str(src), "-o", str(src) + ".out"],
+                               capture_output=True)
+        if probe.returncode != 0:
+            return None, "gcc has no ThreadSanitizer runtime (libtsan)"
+    return root, ""
+
+
+def test_thread_pool_hand_off_under_thread_sanitizer(tmp_path):
+    """tools/check_threads.sh: the C pool built with -fsanitize=thread, three threads submitting
+    jobs of 1-4 threads (some after idle pauses, so workers join late or not at all); TSan
+    aborts on a data race, and every result is compared with the single-threaded one."""
+    import os
+    import subprocess
+
+    import pytest
+
+    root, why = _tsan_usable()
+    if root is None:
+        pytest.skip(why)
+    run = subprocess.run(["bash", str(root / "tools" / "check_threads.sh")],
+                         env={**os.environ, "OUT": str(tmp_path)}, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "0 wrong results" in run.stdout
+    assert "ThreadSanitizer" not in run.stderr
