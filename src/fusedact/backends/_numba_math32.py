@@ -323,23 +323,33 @@ def celu_der(x, p0, p1, p3):
     return ONE if x > ZERO else exp_lite(fmin(x, ZERO) / p0)
 
 
+SILU_LO = F(-150.0)  # silu(-150) is under half the smallest subnormal
+
+
 @jit
 def silu_fwd(x, p0, p1, p3):
-    """C's float path: the roundings of x p and 1 + e compensated (their exact residuals
-    correct the quotient, divided by a 3 % chord of 1/d on [1, 2]); uncompensated, 3.06 ULP
-    at x = -3.222."""
-    p, s1, s2 = exp_parts(-abs(x))
-    e = (p * s1) * s2
-    d = ONE + e
-    d_lo = (ONE - d) + e
-    pm = p if x < ZERO else ONE
-    num = x * pm
-    q = num / d
-    fix = _fma(x, pm, -num) - q * d_lo
-    fix = fix if abs(x) < BIG else ZERO
-    q = math.copysign(q + fix * (F(1.4571) - HALF * d), x)
-    y = q if x >= ZERO else (q * s1) * s2
-    return math.copysign(ZERO, x) if x < EXP_LO else y
+    """C's AVX-512 form (fa512_silu): e^-x = p 2^k taken whole for either sign; x >= 0:
+    x / (1 + p 2^k); x < 0: (x / (p + 2^-k)) 2^-k, with 2^k and 2^-k as two normal halves
+    each (k reaches 217 at x = -150), so the quotient underflows gradually in the last
+    product. Three roundings, none of x e^x's."""
+    xc = SILU_LO if x < SILU_LO else x  # NaN stays
+    z = -xc
+    z = SILU_LO if z < SILU_LO else z
+    p, t = reduce(z)
+    k = np.int32(np.int64(_bits(t)) - np.int64(MAGIC_BITS))
+    k1 = k >> 1
+    k2 = k - k1
+    neg = x < ZERO
+    # x >= 0: the scales 2^k1, 2^k2 (k <= 0); x < 0: 2^-k1, 2^-k2 (k >= 0); one pair of selects
+    # rather than branches, which kept the loop from vectorising
+    j1 = -k1 if neg else k1
+    j2 = -k2 if neg else k2
+    s1 = _from_ibits(np.int32((j1 + 127) << 23))
+    s2 = _from_ibits(np.int32((j2 + 127) << 23))
+    lead = p if neg else ONE
+    rest = s1 * s2 if neg else (p * s1) * s2
+    q = xc / (lead + rest)
+    return (q * s1) * s2 if neg else q
 
 
 @jit
