@@ -81,19 +81,6 @@ def _from_bits(typingctx, b):
 
 
 @intrinsic
-def _fma(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma): the exact product residual fma(a, b, -(a * b)),
-    which the contraction flag cannot promise (LLVM may reuse the rounded product)."""
-    if not (a == b == c == types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return types.float32(types.float32, types.float32, types.float32), codegen
-
-
-@intrinsic
 def _from_ibits(typingctx, b):
     if b != types.int32:
         return None

@@ -25,8 +25,6 @@ _ABI_VERSION = 2
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 _ROWS = {"softmax": 0, "log_softmax": 1, "softmax_backward": 2, "log_softmax_backward": 3}
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
-# The row kernels' forward kinds (fusedact.h: fa_rows_*), for the C-API entry's slots.
-_ROW_KINDS = {"softmax": 0, "log_softmax": 1}
 
 
 def load_extension():
@@ -82,15 +80,17 @@ class CBackend(_layout.FlatElementwise, Backend):
         if fastpath is None or slot is None:
             return
         if not self._entry_bound:
-            address = lambda name: int(self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, name)))
+            def address(name):
+                return int(self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, name)))
+
             # Outputs from _api._ALIGN_MIN elements up are placed as _api._empty_like does.
             fastpath.bind(address("fa_elementwise_f32"), address("fa_elementwise_f64"),
                           _api._ALIGN_MIN)
             fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"))
             _threads.get_num_threads()  # reads FUSEDACT_NUM_THREADS, tells the entry
             self._entry_bound = True
-        if op_name in _ROW_KINDS:  # softmax, log_softmax along the last axis: no parameters
-            fastpath.bind_row_slot(slot, _ROW_KINDS[op_name])
+        if op_name in ("softmax", "log_softmax"):  # along the last axis; no parameters
+            fastpath.bind_row_slot(slot, _ROWS[op_name])  # the forward's kind, 0 or 1
             return
         spec = OPS[op_name]
         defaults = spec.coerce_params({p.name: p.default for p in spec.params})
