@@ -2,11 +2,12 @@
 
 It takes a public elementwise call (and softmax/log_softmax along the last axis) when
 nothing is left to decide (a plain float32/float64 C-contiguous ndarray, default parameters,
-no out=, backend= None or "c") and the dispatcher has chosen the c backend for the op
-process-wide. These tests check that what it returns is
-what the general path returns (reached here through out=), bit for bit, that it declines
-every other call, and that the selection rules (use_backend, parameters, register_backend,
-the thread count) still hold.
+no out= or an out= it can write directly, backend= None or "c") and the dispatcher has chosen
+the c backend for the op process-wide. These tests check that what it returns is what the
+general path returns (reached here by calling fusedact._api's bodies, which the public
+functions call when the entry declines), bit for bit, that it declines every other call, and
+that the selection rules (use_backend, parameters, register_backend, the thread count) still
+hold.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ def _same_bits(got, want):
     np.testing.assert_array_equal(np.signbit(got[number]), np.signbit(want[number]))
 
 
+def _general_forward(name, x, out=None):
+    """name(x) through the Python layers and the cffi backend, never the entry."""
+    spec = OPS[name]
+    if spec.family == "elementwise":
+        return _api.elementwise_forward(spec, x, spec.defaults(), out, False, "c")
+    return _api.axis_forward(name, x, -1, out, "c")
+
+
+def _general_backward(name, grad, saved, out=None):
+    spec = OPS[name]
+    if spec.family == "elementwise":
+        return _api.elementwise_backward(spec, grad, saved, spec.defaults(), out, "c")
+    return _api.axis_backward(name, grad, saved, -1, out, "c")
+
+
 def _inputs(dtype, spec, size):
     values = adversarial(dtype, spec.domain)
     return np.resize(values, size).astype(dtype)
@@ -68,13 +84,13 @@ def test_small_calls_match_the_general_path(name, dtype):
         before = x.copy()
         y = forward(x)
         assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
-        _same_bits(y, forward(x, out=np.empty_like(x)))  # out=: the general path
+        _same_bits(y, _general_forward(name, x))
         _same_bits(forward(x, backend="c"), y)
         grad = rng.standard_normal(shape).astype(dtype)
         saved = x if spec.saved == "x" else y
         g = backward(grad, saved)
         assert fastpath.backward(slot, grad, saved) is not None
-        _same_bits(g, backward(grad, saved, out=np.empty_like(grad)))
+        _same_bits(g, _general_backward(name, grad, saved))
         np.testing.assert_array_equal(x, before)  # inputs untouched
         assert not np.shares_memory(y, x) and not np.shares_memory(g, grad)
 
@@ -95,9 +111,9 @@ def test_large_calls_follow_the_thread_count_and_alignment(name, threads):
             assert fastpath.forward(slot, x) is not None
             assert (y.ctypes.data - x.ctypes.data) % 64 == 0  # placed as _api._empty_like does
             assert y.base is not None and y.flags.c_contiguous and y.flags.writeable
-            _same_bits(y, forward(x, out=np.empty_like(x)))
+            _same_bits(y, _general_forward(name, x))
             g = backward(x, x if spec.saved == "x" else y)
-            _same_bits(g, backward(x, x if spec.saved == "x" else y, out=np.empty_like(x)))
+            _same_bits(g, _general_backward(name, x, x if spec.saved == "x" else y))
     finally:
         fusedact.set_num_threads(before)
 
@@ -118,12 +134,12 @@ def test_row_calls_match_the_general_path(name, dtype):
         before = x.copy()
         y = forward(x)
         assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
-        _same_bits(y, forward(x, out=np.empty_like(x)))
+        _same_bits(y, _general_forward(name, x))
         _same_bits(forward(x, axis=x.ndim - 1), y)  # the same axis, spelled another way
         grad = rng.standard_normal(shape).astype(dtype)
         g = backward(grad, y)
         assert fastpath.backward(slot, grad, y) is not None
-        _same_bits(g, backward(grad, y, out=np.empty_like(grad)))
+        _same_bits(g, _general_backward(name, grad, y))
         np.testing.assert_array_equal(x, before)
         assert not np.shares_memory(y, x) and not np.shares_memory(g, grad)
 
@@ -138,10 +154,102 @@ def test_large_row_calls_follow_the_thread_count(threads):
             forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
             y = forward(x)
             assert fastpath.forward(_api.FAST_SLOTS[name], x) is not None
-            _same_bits(y, forward(x, out=np.empty_like(x)))
-            _same_bits(backward(x, y), backward(x, y, out=np.empty_like(x)))
+            _same_bits(y, _general_forward(name, x))
+            _same_bits(backward(x, y), _general_backward(name, x, y))
     finally:
         fusedact.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FAST_OPS + ROW_OPS)
+def test_out_is_written_directly_and_returned(name, dtype):
+    spec = OPS[name]
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    rng = np.random.default_rng(11)
+    for shape in [(1,), (17,), (33,), (4, 16), (2, 3, 7), (LIMIT + 3,)]:
+        x = _inputs(dtype, spec, int(np.prod(shape))).reshape(shape)
+        before = x.copy()
+        want = _general_forward(name, x)
+        out = np.full_like(x, 7.0)
+        assert forward(x, out=out) is out
+        _same_bits(out, want)
+        out[...] = 7.0
+        assert fastpath.forward(slot, x, out) is out, "the entry declined a plain out="
+        _same_bits(out, want)
+        grad = rng.standard_normal(shape).astype(dtype)
+        saved = x if spec.saved == "x" else want
+        want_g = _general_backward(name, grad, saved)
+        out_g = np.full_like(x, 7.0)
+        assert backward(grad, saved, out=out_g) is out_g
+        _same_bits(out_g, want_g)
+        assert fastpath.backward(slot, grad, saved, np.empty_like(x)) is not None
+        np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", FAST_OPS + ROW_OPS)
+def test_out_may_be_an_input_itself(name, dtype):
+    spec = OPS[name]
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    rng = np.random.default_rng(13)
+    for shape in [(33,), (3, 67), (LIMIT + 9,)]:
+        x = _inputs(dtype, spec, int(np.prod(shape))).reshape(shape)
+        want = _general_forward(name, x)
+        inplace = x.copy()
+        assert forward(inplace, out=inplace) is inplace
+        _same_bits(inplace, want)
+        grad = rng.standard_normal(shape).astype(dtype)
+        saved = x if spec.saved == "x" else want
+        want_g = _general_backward(name, grad, saved)
+        g2 = grad.copy()
+        assert backward(g2, saved, out=g2) is g2  # into grad_out
+        _same_bits(g2, want_g)
+        s2 = saved.copy()
+        assert backward(grad, s2, out=s2) is s2  # into the saved array
+        _same_bits(s2, want_g)
+
+
+def _declined_outs(x):
+    """(what, out, error) for out= arguments the entry leaves to the Python path, which
+    either writes them through a scratch array or refuses them with its own message."""
+    n = x.size
+    room = np.zeros(2 * n + 1, x.dtype)
+    room[:n] = x
+
+    class Sub(np.ndarray):
+        pass
+
+    read_only = np.empty_like(x)
+    read_only.flags.writeable = False
+    return [
+        ("overlapping", room[1:n + 1], None, room[:n]),
+        ("strided", np.empty(2 * n, x.dtype)[::2], None, x),
+        ("subclass", np.empty_like(x).view(Sub), None, x),
+        ("wrong dtype", np.empty(n, np.float64 if x.dtype == np.float32 else np.float32),
+         TypeError, x),
+        ("wrong shape", np.empty(n + 1, x.dtype), ValueError, x),
+        ("read-only", read_only, ValueError, x),
+        ("list", [0.0] * n, TypeError, x),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["sigmoid", "softmax"])
+def test_outs_the_entry_declines_keep_their_meaning(name, dtype):
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    x = np.linspace(-6, 6, 40, dtype=dtype)
+    for what, out, error, arg in _declined_outs(x):
+        want = _general_forward(name, arg.copy())
+        assert fastpath.forward(slot, arg, out) is None, what
+        assert fastpath.backward(slot, arg, want, out) is None, what
+        if error is not None:
+            with pytest.raises(error, match="out"):
+                forward(arg, out=out)
+            continue
+        assert forward(arg, out=out) is out, what
+        _same_bits(np.asarray(out).view(np.ndarray).copy(), want)
 
 
 def test_row_calls_on_another_axis_or_mismatched_go_the_python_way():

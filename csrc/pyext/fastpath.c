@@ -6,8 +6,8 @@
  * (0.28), np.empty_like (0.29), the dispatcher and the checks. PyTorch's torch.sigmoid on the
  * same array takes 1.5 us. This module does, in C, exactly what the Python fast path did for
  * the most common call (a C-contiguous, aligned, native float32/float64 ndarray, default
- * parameters, no out=) and answers None for anything else, which the caller then sends down
- * the general Python path. Large calls come here too: the Python path cost 6-7 us more a
+ * parameters, no out= or an out= it can write directly) and answers None for anything else,
+ * which the caller then sends down the general Python path. Large calls come here too: the Python path cost 6-7 us more a
  * call at 262,144 float32 elements, a quarter of a memory-bound op (relu forward: 30.4 us
  * through it, 23.5 us here, which is the speed of a copy).
  *
@@ -193,9 +193,33 @@ static int float_type(PyObject *o)
     return type == NPY_FLOAT || type == NPY_DOUBLE ? type : -1;
 }
 
-/* Runs slot's kernel in mode 0 (a = x) or 1 (a = grad_out, b = saved); None if the call is
- * not one this entry takes. */
-static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b)
+/* Whether the kernel may write into out directly: an exact ndarray of x's type and shape,
+ * C-contiguous, aligned, writeable and native, that is each input's own memory (the same
+ * view, both being C-contiguous of one shape: an in-place call, which every kernel here
+ * allows) or apart from it. Anything else goes the Python way, which copies through a
+ * scratch array on a partial overlap and words the error for a wrong out=. Through the
+ * Python path out= cost 2.1 us more a call than no out= at 1024 float32 elements (2.6 us
+ * against 0.5) and 3.8 us more at 262,144 (relu: 26.5 against 22.7). */
+static int direct_target(PyObject *o, PyArrayObject *x, PyArrayObject *saved, int type)
+{
+    if (!plain(o, type) || !PyArray_ISWRITEABLE((PyArrayObject *)o))
+        return 0;
+    PyArrayObject *out = (PyArrayObject *)o;
+    if (!PyArray_SAMESHAPE(out, x))
+        return 0;
+    uintptr_t start = (uintptr_t)PyArray_DATA(out), size = (uintptr_t)PyArray_NBYTES(out);
+    PyArrayObject *inputs[2] = {x, saved};
+    for (int i = 0; i < 2 && inputs[i]; i++) {
+        uintptr_t in = (uintptr_t)PyArray_DATA(inputs[i]);
+        if (in != start && in < start + size && start < in + size)
+            return 0;
+    }
+    return 1;
+}
+
+/* Runs slot's kernel in mode 0 (a = x) or 1 (a = grad_out, b = saved) into out_obj (None:
+ * a new array); None if the call is not one this entry takes. */
+static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyObject *out_obj)
 {
     long slot = PyLong_AsLong(slot_obj);
     if (slot == -1 && PyErr_Occurred())
@@ -213,9 +237,17 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b)
         if (!PyArray_SAMESHAPE(x, saved))
             Py_RETURN_NONE; /* the Python path says what is wrong */
     }
-    PyArrayObject *out = output_like(x, type);
-    if (!out)
-        return NULL;
+    PyArrayObject *out;
+    if (out_obj == Py_None) {
+        out = output_like(x, type);
+        if (!out)
+            return NULL;
+    } else if (direct_target(out_obj, x, saved, type)) {
+        out = (PyArrayObject *)out_obj;
+        Py_INCREF(out);
+    } else {
+        Py_RETURN_NONE;
+    }
     const slot_t s = slots[slot];
     int64_t n = (int64_t)PyArray_SIZE(x);
     int rc, nthreads = threads;
@@ -256,20 +288,20 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b)
 
 static PyObject *forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "forward(slot, x)");
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "forward(slot, x, out=None)");
         return NULL;
     }
-    return run(args[0], 0, args[1], NULL);
+    return run(args[0], 0, args[1], NULL, nargs == 3 ? args[2] : Py_None);
 }
 
 static PyObject *backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "backward(slot, grad_out, saved)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "backward(slot, grad_out, saved, out=None)");
         return NULL;
     }
-    return run(args[0], 1, args[1], args[2]);
+    return run(args[0], 1, args[1], args[2], nargs == 4 ? args[3] : Py_None);
 }
 
 static PyMethodDef methods[] = {
@@ -286,9 +318,10 @@ static PyMethodDef methods[] = {
     {"unbind_all", unbind_all, METH_NOARGS, "every call takes the Python path again"},
     {"suspend", suspend, METH_O, "suspend(+1 or -1): count open use_backend() blocks"},
     {"forward", (PyCFunction)(void (*)(void))forward, METH_FASTCALL,
-     "forward(slot, x): y, or None when the call is not one this entry takes"},
+     "forward(slot, x, out=None): y (out itself when given), or None when the call is not "
+     "one this entry takes"},
     {"backward", (PyCFunction)(void (*)(void))backward, METH_FASTCALL,
-     "backward(slot, grad_out, saved): grad_in, or None"},
+     "backward(slot, grad_out, saved, out=None): grad_in, or None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -502,10 +502,10 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 try:  # the c backend's C-API entry, built with the C extension
     from ._fastpath import backward as _fast_backward, forward as _fast_forward
 except ImportError:  # not built: every call takes the Python path
-    def _fast_forward(slot, x):
+    def _fast_forward(slot, x, out=None):
         return None
 
-    def _fast_backward(slot, grad_out, saved):
+    def _fast_backward(slot, grad_out, saved, out=None):
         return None
 
 
@@ -616,19 +616,19 @@ def _build_elementwise(spec, ns):
                 "backend)\n")
     if all(p.default is not REQUIRED for p in spec.params):
         # The C-API entry first (see csrc/pyext/fastpath.c): parameters left at their
-        # defaults (`is` the catalogue's default object: one pointer comparison), no out=,
-        # no backend= or backend="c" (one-character strings are CPython singletons). It
+        # defaults (`is` the catalogue's default object: one pointer comparison), no out= or
+        # one the entry writes directly, no backend= or backend="c" (one-character strings are CPython singletons). It
         # answers None for every call it does not take, and for every op until the
         # dispatcher has chosen the c backend for it process-wide, so "c" then means it.
         slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
         same = "".join(f" and {p.name} is _default_{p.name}" for p in spec.params)
         pick = "(backend is None or backend is _C)"
-        fwd_body = (f"    if out is None and {pick} and not derivative{same}:\n"
-                    f"        y = _fast_forward({slot}, x)\n"
+        fwd_body = (f"    if {pick} and not derivative{same}:\n"
+                    f"        y = _fast_forward({slot}, x, out)\n"
                     "        if y is not None:\n"
                     "            return y\n" + fwd_body)
-        bwd_body = (f"    if out is None and {pick}{same}:\n"
-                    f"        g = _fast_backward({slot}, grad_out, {spec.saved})\n"
+        bwd_body = (f"    if {pick}{same}:\n"
+                    f"        g = _fast_backward({slot}, grad_out, {spec.saved}, out)\n"
                     "        if g is not None:\n"
                     "            return g\n" + bwd_body)
     fwd = f"def __call__(self, x{sig}, *, out=None, derivative=False, backend=None):\n" + fwd_body
@@ -686,7 +686,7 @@ _AXIS_DOCS = {
 
 # softmax and log_softmax along the last axis (the default) go to the C-API entry first, as
 # the elementwise ops do (fusedact._fastpath: None for every call it does not take).
-_AXIS_FAST = ("    if out is None and (backend is None or backend is _C) and axis is _M1:\n"
+_AXIS_FAST = ("    if (backend is None or backend is _C) and axis is _M1:\n"
               "        fast = {call}\n"
               "        if fast is not None:\n"
               "            return fast\n")
@@ -698,8 +698,8 @@ def _build_axis(spec, ns):
         slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
         head_f, body_f = fwd.split("\n", 1)
         head_b, body_b = bwd.split("\n", 1)
-        fwd = (head_f + "\n" + _AXIS_FAST.format(call=f"_fast_forward({slot}, x)") + body_f)
-        bwd = (head_b + "\n" + _AXIS_FAST.format(call=f"_fast_backward({slot}, grad_out, y)")
+        fwd = (head_f + "\n" + _AXIS_FAST.format(call=f"_fast_forward({slot}, x, out)") + body_f)
+        bwd = (head_b + "\n" + _AXIS_FAST.format(call=f"_fast_backward({slot}, grad_out, y, out)")
                + body_b)
     doc_f, doc_b = _AXIS_DOCS[spec.name]
     env = {**ns, "_spec": spec}
