@@ -388,6 +388,52 @@ def test_only_the_process_wide_choice_routes_the_entry():
     assert fastpath.forward(slot, x) is not None
 
 
+def test_backend_c_binds_its_own_slots_which_use_backend_does_not_suspend(monkeypatch):
+    from fusedact.backends.c_backend import CBackend
+
+    _dispatch.register_backend("numpy", "fusedact.backends.numpy_backend", "NumpyBackend")
+    x = np.linspace(-3, 3, 70, dtype=np.float32)
+    slot = _api.FAST_SLOTS["softplus"]
+    keyword_slot = slot + fastpath.KEYWORD_BASE
+    assert fastpath.forward(keyword_slot, x) is None  # unbound by register_backend
+    calls = []
+    original = CBackend.elementwise
+    monkeypatch.setattr(CBackend, "elementwise",
+                        lambda self, *a: calls.append(1) or original(self, *a))
+    first = fusedact.softplus(x, backend="c")  # resolves the keyword: the Python path, binds
+    assert fastpath.forward(keyword_slot, x) is not None
+    assert fastpath.forward(slot, x) is None  # backend=None calls still wait for auto's choice
+    _same_bits(fusedact.softplus(x, backend="c"), first)
+    with fusedact.use_backend("numpy"):
+        assert fastpath.forward(slot, x) is None
+        _same_bits(fusedact.softplus(x, backend="c"), first)  # the keyword outranks the block
+        assert fastpath.forward(keyword_slot, x) is not None
+    assert len(calls) == 1  # only the first call, which bound the slot, went through cffi
+
+
+def test_backend_c_reaches_a_re_registered_c_backend():
+    class Recording(type(_dispatch._load("c")[0])):
+        seen = []
+
+        def elementwise(self, spec, x, values, out):
+            Recording.seen.append(spec.name)
+            return super().elementwise(spec, x, values, out)
+
+    x = np.linspace(-3, 3, 20)
+    fusedact.selu(x, backend="c")
+    assert fastpath.forward(_api.FAST_SLOTS["selu"] + fastpath.KEYWORD_BASE, x) is not None
+    module = sys.modules[__name__]
+    module.Recording = Recording
+    try:
+        _dispatch.register_backend("c", __name__, "Recording")
+        fusedact.selu(x, backend="c")
+        fusedact.selu(x, backend="c")
+        assert Recording.seen == ["selu", "selu"]  # neither call ran the old binding
+    finally:
+        _dispatch.register_backend("c", "fusedact.backends.c_backend", "CBackend")
+        del module.Recording
+
+
 @pytest.mark.parametrize("env, routed", [("numpy", False), ("c", True)])
 def test_fusedact_backend_routes_the_entry_only_to_c(env, routed):
     code = ("import numpy as np, fusedact\n"

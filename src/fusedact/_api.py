@@ -500,8 +500,10 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 
 # ---- generated public functions -----------------------------------------------------------
 try:  # the c backend's C-API entry, built with the C extension
-    from ._fastpath import backward as _fast_backward, forward as _fast_forward
+    from ._fastpath import KEYWORD_BASE, backward as _fast_backward, forward as _fast_forward
 except ImportError:  # not built: every call takes the Python path
+    KEYWORD_BASE = 128
+
     def _fast_forward(slot, x, out=None):
         return None
 
@@ -607,6 +609,12 @@ from the saved {what} ``{saved}`` (as PyTorch's aten backward does).
 FAST_SLOTS: dict = {}
 
 
+def _entry_slot(slot):
+    """The generated expression for the entry's slot: `slot` serves backend=None (bound by
+    the process-wide choice), slot + KEYWORD_BASE backend="c" (bound by the keyword)."""
+    return f"({slot} if backend is None else {slot + KEYWORD_BASE})"
+
+
 def _build_elementwise(spec, ns):
     params = _param_source(spec)
     sig = "".join(f", {p}" for p in params)
@@ -617,10 +625,11 @@ def _build_elementwise(spec, ns):
     if all(p.default is not REQUIRED for p in spec.params):
         # The C-API entry first (see csrc/pyext/fastpath.c): parameters left at their
         # defaults (`is` the catalogue's default object: one pointer comparison), no out= or
-        # one the entry writes directly, no backend= or backend="c" (one-character strings are CPython singletons). It
-        # answers None for every call it does not take, and for every op until the
-        # dispatcher has chosen the c backend for it process-wide, so "c" then means it.
-        slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
+        # one the entry writes directly, no backend= or backend="c" (one-character strings
+        # are CPython singletons). It answers None for every call it does not take, and for
+        # every op until the dispatcher has chosen the c backend for it: process-wide for
+        # backend=None, by the keyword for backend="c" (its own slots, _entry_slot).
+        slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
         same = "".join(f" and {p.name} is _default_{p.name}" for p in spec.params)
         pick = "(backend is None or backend is _C)"
         fwd_body = (f"    if {pick} and not derivative{same}:\n"
@@ -695,7 +704,7 @@ _AXIS_FAST = ("    if (backend is None or backend is _C) and axis is _M1:\n"
 def _build_axis(spec, ns):
     fwd, bwd = _AXIS_SOURCES[spec.name]
     if spec.name in ("softmax", "log_softmax"):
-        slot = FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS))
+        slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
         head_f, body_f = fwd.split("\n", 1)
         head_b, body_b = bwd.split("\n", 1)
         fwd = (head_f + "\n" + _AXIS_FAST.format(call=f"_fast_forward({slot}, x, out)") + body_f)

@@ -200,6 +200,7 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
         if name not in (AUTO, "cuda"):
             instance = _require(name, op_name, origin)
             _keyword_cache[(keyword, op_name)] = instance
+            _route_to_entry(instance, op_name, keyword=True)
             return instance
     else:
         name, origin = requested_backend()
@@ -224,10 +225,10 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
     raise BackendUnavailable(f"no backend has a kernel for {op_name!r}")  # numpy has all
 
 
-def _route_to_entry(instance, op_name):
+def _route_to_entry(instance, op_name, keyword=False):
     bind = getattr(instance, "bind_entry", None)  # the c backend has it
     if bind is not None:
-        bind(op_name)
+        bind(op_name, keyword)
 
 
 def auto_host_choice(op_name: str = "sigmoid") -> str:

@@ -70,15 +70,19 @@ class CBackend(_layout.FlatElementwise, Backend):
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
 
-    def bind_entry(self, op_name):
-        """Let fusedact._fastpath run op_name's plain calls (the dispatcher chose this backend
-        for it process-wide): its slot gets the op id and the default parameters' block.
-        Called once per op, and again after register_backend() unbound every slot."""
+    def bind_entry(self, op_name, keyword=False):
+        """Let fusedact._fastpath run op_name's plain calls: its slot gets the op id and the
+        default parameters' block. keyword=False: the dispatcher chose this backend for the op
+        process-wide (backend=None calls); True: a call named it (backend="c" calls, their own
+        slots). Called once per op and kind, and again after register_backend() unbound every
+        slot."""
         from .. import _api, _dispatch
 
         fastpath, slot = _dispatch._fastpath, _api.FAST_SLOTS.get(op_name)
-        if fastpath is None or slot is None:
-            return
+        if fastpath is None or slot is None or type(self) is not CBackend:
+            return  # a registered subclass may override the methods the entry would skip
+        if keyword:
+            slot += fastpath.KEYWORD_BASE
         if not self._entry_bound:
             def address(name):
                 return int(self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, name)))
