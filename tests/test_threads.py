@@ -103,3 +103,41 @@ def test_thread_pool_hand_off_under_thread_sanitizer(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "0 wrong results" in run.stdout
     assert "ThreadSanitizer" not in run.stderr
+
+
+def test_numba_uses_the_thread_count_of_each_call():
+    """The numba backend hands fusedact's count to numba.set_num_threads only when it differs
+    from what the calling thread last handed over (a call costs 1-3 us): a change of
+    fusedact.set_num_threads must still reach numba, in every thread. In a subprocess with
+    NUMBA_NUM_THREADS=4, so that counts up to 4 are visible on a 2-core machine."""
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    pytest.importorskip("numba", reason="numba is not installed")
+    code = """
+import threading, numba, numpy as np, fusedact
+from fusedact.backends import numba_backend
+x = np.linspace(-4, 4, numba_backend._PARALLEL_MIN, dtype=np.float32)
+want = fusedact.sigmoid(x, backend="numpy")
+seen = {}
+def calls(name):
+    got = []
+    for n in (2, 1, 3, 4, 2):
+        fusedact.set_num_threads(n)
+        np.testing.assert_allclose(fusedact.sigmoid(x, backend="numba"), want, rtol=1e-6)
+        got.append(numba.get_num_threads())
+    seen[name] = got
+calls("main")
+worker = threading.Thread(target=calls, args=("worker",))
+worker.start()
+worker.join()
+print(seen["main"], seen["worker"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "NUMBA_NUM_THREADS": "4"})
+    assert done.returncode == 0, done.stderr
+    # n = 1 runs the serial loop and leaves numba's count as it was
+    assert done.stdout.split("\n")[0] == "[2, 2, 3, 4, 2] [2, 2, 3, 4, 2]", done.stdout

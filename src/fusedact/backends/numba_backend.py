@@ -40,6 +40,7 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
 
     def __init__(self):
         self._loops = {}  # (kernel name, shape) -> (serial, parallel) dispatchers
+        self._lanes = {}  # (mode, op, params, dtype) -> (loops, p0, p1, p3) of a past call
         self.numba = None
 
     def probe(self):
@@ -75,14 +76,30 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
 
     def _run(self, pair, n, *args):
         serial, parallel = pair
-        if n >= _PARALLEL_MIN and _threads.get_num_threads() > 1:
-            self.numba.set_num_threads(min(_threads.get_num_threads(),
-                                           self.numba.config.NUMBA_NUM_THREADS))
+        threads = _threads.get_num_threads()
+        if n >= _PARALLEL_MIN and threads > 1:
+            # numba's count is per calling thread; setting it costs 1.1-3 us a call, so only
+            # when it is not what this thread last set (a count the caller gives numba
+            # itself in between then stands until fusedact's count changes)
+            if getattr(_numba_threads, "count", None) != threads:
+                self.numba.set_num_threads(min(threads, self.numba.config.NUMBA_NUM_THREADS))
+                _numba_threads.count = threads
             parallel(*args)
         else:
             serial(*args)
 
     def _elementwise(self, mode, spec, params, outs, inputs):
+        key = (mode, spec.name, params, outs[0].dtype)
+        lane = self._lanes.get(key)
+        if lane is not None and all(a.flags.c_contiguous for a in (*outs, *inputs)):
+            # the common call, C-contiguous arrays: 1-D views, the kernel and parameters of
+            # the first such call (1,024 float32 elements: 3.5 -> 1.8 us in this method, of
+            # which the compiled call is 0.34; relu at 262,144, 2 threads: 26.9 -> 21.3 us
+            # a call with the thread count below)
+            loops, p0, p1, p3 = lane
+            flat = [a if a.ndim == 1 else a.reshape(-1) for a in (*inputs, *outs)]
+            self._run(loops, flat[0].size, *flat, p0, p1, p3)
+            return
         kernel = _layout.kernel_name(spec, params)
         p0, p1 = _layout.param_block(params)[:2]
         flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
@@ -91,6 +108,7 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         loops = self._ew_loops(kernel, f32)[mode]
         self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, _residual(p0, f32))
         _layout.copy_back(outs, targets)
+        self._lanes[key] = (loops, p0, p1, _residual(p0, f32))
 
     # ---- rows ------------------------------------------------------------------------------
     _rows = staticmethod(_layout.rows)
@@ -184,6 +202,9 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         out_loss[...] = loss.reshape(out_loss.shape)
         if scratch is not None:
             out_grad[...] = scratch.reshape(out_grad.shape)
+
+
+_numba_threads = threading.local()  # .count: what this thread last gave numba.set_num_threads
 
 
 def _residual(p0, f32):
