@@ -85,6 +85,25 @@ def test_softmax_finds_the_row_maximum_at_every_position(dtype, backend):
         np.testing.assert_array_equal(np.diag(ly), np.zeros(n, dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_a_nan_of_either_sign_anywhere_in_a_row_makes_it_nan(dtype, backend):
+    """A NaN's sign bit is arbitrary (NumPy's -np.nan, 0 * -inf): row maxima found on integer
+    keys must not order a negative NaN below the numbers, in a vector body or a tail."""
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    negative_nan = np.array(-np.nan, dtype)
+    assert np.signbit(negative_nan)
+    for n in (1, 5, 17, 33):
+        for where in sorted({0, n // 2, n - 1}):
+            for nan in (np.array(np.nan, dtype), negative_nan):
+                x = np.linspace(-3, 3, 2 * n, dtype=dtype).reshape(2, n)
+                x[0, where] = nan
+                assert x.view(bits)[0, where] == nan.view(bits)
+                y = fusedact.softmax(x, backend=backend)
+                ly = fusedact.log_softmax(x, backend=backend)
+                assert np.isnan(y[0]).all() and np.isnan(ly[0]).all(), (n, where)
+                assert np.isfinite(y[1]).all() and np.isclose(y[1].sum(), 1)
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape,axis", SHAPES_AXES)
 def test_softmax_backward_matches_finite_differences(name, shape, axis, backend):

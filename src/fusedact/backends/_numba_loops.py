@@ -103,7 +103,9 @@ LANES = 16
 # is set, order as signed integers the way the floats do, and an integer max reduction
 # vectorises where a float one cannot without fastmath's no-NaN promise (which would also
 # drop the NaN test). 256 float32 rows of 1024: 81 -> 28 us. NaNs (any sign, any payload)
-# are counted on the side and win.
+# win: a second integer max, of the bits without the sign, exceeds +inf's bits exactly when
+# the row holds one (it replaced a count of NaNs, whose int64 sum kept the loop at 43 us
+# against 32.5).
 def key_constants(ct):
     """(signed and unsigned integer types, all bits but the sign, bits of +inf, sign shift,
     the bitcast back to ct) for the type ct; a float32 copy of this module rebinds them
@@ -123,14 +125,15 @@ ikey_t, ukey_t, IKEY_MAG, IKEY_INF, IKEY_SHIFT, from_key_bits = key_constants(ct
 def row_max(row):
     bits = row.view(ikey_t)
     best = -IKEY_MAG - ikey_t(1)
-    nans = 0
+    widest = ikey_t(0)
     for i in range(bits.size):
         v = bits[i]
-        nans += (v & IKEY_MAG) > IKEY_INF
+        magnitude = v & IKEY_MAG
+        widest = magnitude if magnitude > widest else widest
         key = v ^ ((v >> IKEY_SHIFT) & IKEY_MAG)
         best = key if key > best else best
     m_ = from_key_bits(ukey_t(best ^ ((best >> IKEY_SHIFT) & IKEY_MAG)))
-    return np.float64(np.nan) if nans else np.float64(m_)
+    return np.float64(np.nan) if widest > IKEY_INF else np.float64(m_)
 
 
 row_max = _inline(row_max)
