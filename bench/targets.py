@@ -72,6 +72,19 @@ def _median_times(fns: dict, min_time: float, repeats: int, settle: float = 0.0)
     return {label: float(np.median(r)) for label, r in rounds.items()}
 
 
+def _warm_up(args, backends):
+    """Untimed calls of the first case's contenders, in turn, for args.warm_up seconds: the
+    first case timed in a fresh process ran slow (float32 relu at 262,144: 34.9 us for c
+    against 23-25 later in the same run and alone, the copy 25.0 against 23.0), as the first
+    few hundred calls of any contender do here."""
+    case = _bench.Case(args.ops[0], args.directions[0], args.dtypes[0], args.sizes[0])
+    fns = list(_bench.contenders(case, _bench.make_inputs(case), backends).values())
+    end = time.perf_counter() + args.warm_up
+    while time.perf_counter() < end:
+        for fn in fns:
+            fn()
+
+
 def _verdict(t, torch_t, copy_t, c_t=None):
     """'ok' or the reasons it misses, for one backend's time t."""
     vs_torch = torch_t / t if torch_t else float("nan")
@@ -96,6 +109,8 @@ def main(argv=None) -> int:
                     help="seconds of untimed calls before each timed round, with 2+ threads")
     ap.add_argument("--per-call-sizes", nargs="*", type=int, default=[1, 1024, 4096],
                     help="small sizes timed per call (none: skip that table)")
+    ap.add_argument("--warm-up", type=float, default=1.0,
+                    help="seconds of untimed calls of the first case before the table")
     args = ap.parse_args(argv)
 
     try:
@@ -109,6 +124,7 @@ def main(argv=None) -> int:
     print("| op | dir | dtype | n | thr | c µs | numba µs | torch µs | copy µs "
           "| c × torch | c % copy | numba × c | c | numba |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    _warm_up(args, backends)
     summary = {"c": [], "numba": []}
     geo = {}  # (dtype, n, threads) -> [c vs torch of each elementwise case]
     sigmoid_rate, tanh_vs_np = [], []
