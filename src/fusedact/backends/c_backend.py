@@ -42,6 +42,7 @@ def load_extension():
 
 class CBackend(_layout.FlatElementwise, Backend):
     name = "c"
+    peels_to_alignment = True
 
     def __init__(self):
         self.lib = self.ffi = None
