@@ -445,3 +445,86 @@ def test_fusedact_backend_routes_the_entry_only_to_c(env, routed):
                           timeout=120, env={**os.environ, "FUSEDACT_BACKEND": env})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(routed)
+
+
+# float64 elements whose output (plus the 64 bytes of placement room) reaches the entry's
+# large-output cache (CACHE_MIN_BYTES, 4 MiB, in csrc/pyext/fastpath.c)
+CACHED = 1 << 19
+
+
+def test_large_outputs_reuse_released_blocks_and_never_share_live_ones():
+    x = np.linspace(-9, 9, CACHED)
+    fusedact.sigmoid(x), fusedact.tanh(x)  # the dispatcher routes both to the entry
+    fastpath.cache_clear()
+    start = fastpath.cache_info()
+    assert start["blocks"] == 0 and start["limit"] > 0
+    a, b = fusedact.sigmoid(x), fusedact.tanh(x)
+    assert type(a.base).__name__ == "Block" and not np.shares_memory(a, b)
+    _same_bits(a, _general_forward("sigmoid", x))
+    block = a.base
+    del a, block  # its block goes back to the cache
+    assert fastpath.cache_info()["blocks"] == 1
+    c = fusedact.sigmoid(x[::-1].copy())  # takes it again: every element rewritten
+    info = fastpath.cache_info()
+    assert info["hits"] == start["hits"] + 1 and info["blocks"] == 0
+    _same_bits(c, _general_forward("sigmoid", x[::-1].copy()))
+    _same_bits(b, _general_forward("tanh", x))  # b untouched by c's writes
+    assert not np.shares_memory(b, c)
+    # a cached block is not spent on an output much smaller than it (over 5/4 of it)
+    del b, c
+    fastpath.cache_clear()
+    big = fusedact.sigmoid(np.linspace(-9, 9, 2 * CACHED))
+    del big
+    info = fastpath.cache_info()
+    assert info["blocks"] == 1
+    small = fusedact.sigmoid(x)
+    assert fastpath.cache_info()["hits"] == info["hits"]
+    assert fastpath.cache_info()["misses"] == info["misses"] + 1
+    _same_bits(small, _general_forward("sigmoid", x))
+    fastpath.cache_clear()
+    assert fastpath.cache_info()["bytes"] == 0
+
+
+def test_large_outputs_from_many_threads_stay_apart():
+    import threading
+
+    fusedact.silu(np.ones(4))
+    inputs = [np.linspace(-8, 8, CACHED) * (k + 1) for k in range(4)]
+    wants = [_general_forward("silu", x) for x in inputs]
+    failures = []
+
+    def work(k):
+        held = []
+        for i in range(12):
+            y = fusedact.silu(inputs[k])
+            held.append(y)
+            if len(held) > 2:
+                held.pop(0)  # releases a block while other threads take theirs
+            if not np.array_equal(y, wants[k]):
+                failures.append((k, i))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+
+
+@pytest.mark.parametrize("value, blocks", [("0", False), ("64", True), ("lots", None)])
+def test_fusedact_output_cache_mb(value, blocks):
+    code = ("import numpy as np, fusedact\n"
+            "from fusedact import _dispatch\n"
+            f"x = np.ones({CACHED})\n"
+            "fusedact.relu(x)\n"
+            "y = fusedact.relu(x)\n"
+            "print(type(y.base).__name__, _dispatch._fastpath.cache_info()['limit'])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "FUSEDACT_OUTPUT_CACHE_MB": value})
+    if blocks is None:
+        assert done.returncode != 0
+        assert "FUSEDACT_OUTPUT_CACHE_MB=lots: expected a whole number of MiB" in done.stderr
+        return
+    assert done.returncode == 0, done.stderr
+    kind, limit = done.stdout.split()
+    assert kind == ("Block" if blocks else "ndarray") and int(limit) == int(value) << 20
