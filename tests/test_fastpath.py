@@ -454,21 +454,25 @@ CACHED = 1 << 19
 
 def test_large_outputs_reuse_released_blocks_and_never_share_live_ones():
     x = np.linspace(-9, 9, CACHED)
+    flipped = x[::-1].copy()
+    # the references first (the Python layers take large outputs from the cache too), held
+    # to the end so that only the blocks under test come and go
+    want_a, want_b = _general_forward("sigmoid", x), _general_forward("tanh", x)
+    want_c = _general_forward("sigmoid", flipped)
     fusedact.sigmoid(x), fusedact.tanh(x)  # the dispatcher routes both to the entry
     fastpath.cache_clear()
     start = fastpath.cache_info()
     assert start["blocks"] == 0 and start["limit"] > 0
     a, b = fusedact.sigmoid(x), fusedact.tanh(x)
     assert type(a.base).__name__ == "Block" and not np.shares_memory(a, b)
-    _same_bits(a, _general_forward("sigmoid", x))
-    block = a.base
-    del a, block  # its block goes back to the cache
+    _same_bits(a, want_a)
+    del a  # its block goes back to the cache
     assert fastpath.cache_info()["blocks"] == 1
-    c = fusedact.sigmoid(x[::-1].copy())  # takes it again: every element rewritten
+    c = fusedact.sigmoid(flipped)  # takes it again: every element rewritten
     info = fastpath.cache_info()
     assert info["hits"] == start["hits"] + 1 and info["blocks"] == 0
-    _same_bits(c, _general_forward("sigmoid", x[::-1].copy()))
-    _same_bits(b, _general_forward("tanh", x))  # b untouched by c's writes
+    _same_bits(c, want_c)
+    _same_bits(b, want_b)  # b untouched by c's writes
     assert not np.shares_memory(b, c)
     # a cached block is not spent on an output much smaller than it (over 5/4 of it)
     del b, c
@@ -480,7 +484,7 @@ def test_large_outputs_reuse_released_blocks_and_never_share_live_ones():
     small = fusedact.sigmoid(x)
     assert fastpath.cache_info()["hits"] == info["hits"]
     assert fastpath.cache_info()["misses"] == info["misses"] + 1
-    _same_bits(small, _general_forward("sigmoid", x))
+    _same_bits(small, want_a)
     fastpath.cache_clear()
     assert fastpath.cache_info()["bytes"] == 0
 
@@ -528,3 +532,21 @@ def test_fusedact_output_cache_mb(value, blocks):
     assert done.returncode == 0, done.stderr
     kind, limit = done.stdout.split()
     assert kind == ("Block" if blocks else "ndarray") and int(limit) == int(value) << 20
+
+
+@pytest.mark.parametrize("backend", ["c", "numba"])
+def test_the_python_layers_take_large_outputs_from_the_cache_too(backend):
+    if backend not in fusedact.available_backends():
+        pytest.skip(f"the {backend} backend is not available here")
+    x = np.linspace(-9, 9, CACHED)
+    y, d = fusedact.sigmoid(x, derivative=True, backend=backend)
+    z = fusedact.leaky_relu(x, 0.2, backend=backend)  # a parameter: not the entry
+    g = fusedact.tanh_backward(x, y, backend=backend)
+    outputs = [y, d, z, g]
+    for i, a in enumerate(outputs):
+        assert type(a.base).__name__ == "Block" and a.flags.c_contiguous and a.flags.writeable
+        assert not any(np.shares_memory(a, b) for b in outputs[i + 1:])
+    np.testing.assert_allclose(y, fusedact.sigmoid(x, backend="numpy"), rtol=1e-15)
+    np.testing.assert_allclose(d, y * (1 - y), rtol=1e-14, atol=1e-300)
+    np.testing.assert_array_equal(z, np.where(x > 0, x, 0.2 * x))
+    np.testing.assert_allclose(g, fusedact.tanh_backward(x, y, backend="numpy"), rtol=1e-15)

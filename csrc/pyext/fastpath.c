@@ -271,12 +271,12 @@ static Block *take_block(size_t size)
     return block;
 }
 
-/* A new C-contiguous array of x's shape and type. From align_min elements up it starts at
- * x's offset from a 64-byte boundary, as fusedact._api._empty_like places it: the kernels
- * peel the elements before the output's boundary, and the input is then aligned too. The
- * bytes are 64 more than the array's, in a uint8 array or, from CACHE_MIN_BYTES up, a Block
- * (see above), which the result keeps as its base. */
-static PyArrayObject *output_like(PyArrayObject *x, int type)
+/* A new C-contiguous array of x's shape and type (whose items are x's size). From align_min
+ * elements up it starts at x's offset from a 64-byte boundary when place is set, as the c
+ * backend's kernels want it: they peel the elements before the output's boundary, and the
+ * input is then aligned too. The bytes are 64 more than the array's, in a uint8 array or,
+ * from CACHE_MIN_BYTES up, a Block (see above), which the result keeps as its base. */
+static PyArrayObject *output_like(PyArrayObject *x, int type, int place)
 {
     if (PyArray_SIZE(x) < align_min)
         return (PyArrayObject *)PyArray_EMPTY(PyArray_NDIM(x), PyArray_DIMS(x), type, 0);
@@ -294,7 +294,7 @@ static PyArrayObject *output_like(PyArrayObject *x, int type)
             return NULL;
         owner = (PyObject *)raw, data = PyArray_DATA(raw);
     }
-    uintptr_t start = ((uintptr_t)PyArray_DATA(x) - (uintptr_t)data) & 63;
+    uintptr_t start = place ? ((uintptr_t)PyArray_DATA(x) - (uintptr_t)data) & 63 : 0;
     PyArrayObject *out = (PyArrayObject *)PyArray_NewFromDescr(
         &PyArray_Type, PyArray_DescrFromType(type), PyArray_NDIM(x), PyArray_DIMS(x), NULL,
         data + start, NPY_ARRAY_CARRAY, NULL);
@@ -334,6 +334,26 @@ static int float_type(PyObject *o)
         return -1;
     int type = PyArray_TYPE((PyArrayObject *)o);
     return type == NPY_FLOAT || type == NPY_DOUBLE ? type : -1;
+}
+
+/* empty(like, placed): a new array of like's shape and dtype (a C-contiguous float32 or
+ * float64 ndarray), from the large-output cache when it is large enough, at like's offset
+ * from a 64-byte boundary when placed is true: the Python layers' new outputs of 4 MiB or
+ * more, so that the other backends and the calls this entry does not take (derivative=True,
+ * parameters, the row and fused ops) keep their pages too. */
+static PyObject *empty(PyObject *self, PyObject *args)
+{
+    PyObject *like;
+    int placed;
+    if (!PyArg_ParseTuple(args, "Op:empty", &like, &placed))
+        return NULL;
+    int type = float_type(like);
+    if (type < 0 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)like)) {
+        PyErr_SetString(PyExc_TypeError, "empty: expected a C-contiguous float32 or float64 "
+                                         "ndarray");
+        return NULL;
+    }
+    return (PyObject *)output_like((PyArrayObject *)like, type, placed);
 }
 
 /* Whether the kernel may write into out directly: an exact ndarray of x's type and shape,
@@ -382,7 +402,7 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
     }
     PyArrayObject *out;
     if (out_obj == Py_None) {
-        out = output_like(x, type);
+        out = output_like(x, type, 1);
         if (!out)
             return NULL;
     } else if (direct_target(out_obj, x, saved, type)) {
@@ -459,6 +479,8 @@ static PyMethodDef methods[] = {
     {"bind_row_slot", bind_row_slot, METH_VARARGS,
      "bind_row_slot(slot, kind): route softmax (kind 0) or log_softmax (1) along axis -1"},
     {"unbind_all", unbind_all, METH_NOARGS, "every call takes the Python path again"},
+    {"empty", empty, METH_VARARGS,
+     "empty(like, placed): a new array like `like`, large ones from the output cache"},
     {"cache_info", cache_info, METH_NOARGS,
      "the large-output cache: blocks and bytes waiting, the byte limit, hits and misses"},
     {"cache_clear", cache_clear, METH_NOARGS, "free the blocks waiting in the cache"},

@@ -141,6 +141,18 @@ def _copy_rounding(dst, src):
 _ALIGN_MIN = 65536
 
 
+# From this many bytes up a new output comes from the C extension's cache of released large
+# outputs (csrc/pyext/fastpath.c, FUSEDACT_OUTPUT_CACHE_MB), when it is built: fresh pages for
+# every 32 MiB output cost more than the kernels (4,194,304 float64 elements, one thread:
+# numba's sigmoid backward 7.4 -> 4.0 ms a call, c's sigmoid with derivative=True 11.9 -> 4.7,
+# c's leaky_relu at slope 0.2 5.7 -> 2.3).
+_CACHED_MIN = 4 << 20
+try:
+    from ._fastpath import empty as _fast_empty
+except ImportError:
+    _fast_empty = None
+
+
 def _address(a) -> int:
     # cffi's view of the buffer: 0.55 us, where __array_interface__ builds a dict (2 us)
     return int(_CFFI.cast("uintptr_t", _CFFI.from_buffer(a)))
@@ -153,6 +165,8 @@ def _empty_like(like, dtype=None):
     if (like.size < _ALIGN_MIN or dt.itemsize != like.dtype.itemsize
             or not like.flags.c_contiguous or _CFFI is None):
         return np.empty_like(like, dtype=dt)
+    if like.nbytes >= _CACHED_MIN and dt == like.dtype and _fast_empty is not None:
+        return _fast_empty(like, True)
     raw = np.empty(like.nbytes + 64, np.uint8)
     start = (_address(like) - _address(raw)) % 64
     return raw[start:start + like.nbytes].view(dt).reshape(like.shape)
@@ -160,7 +174,10 @@ def _empty_like(like, dtype=None):
 
 def _new_output(like, backend):
     """A new output for an elementwise call on `like` (a plain float ndarray) by `backend`."""
-    if like.size < _ALIGN_MIN or not getattr(backend, "peels_to_alignment", False):
+    placed = getattr(backend, "peels_to_alignment", False)
+    if like.nbytes >= _CACHED_MIN and _fast_empty is not None and like.flags.c_contiguous:
+        return _fast_empty(like, placed)
+    if like.size < _ALIGN_MIN or not placed:
         return np.empty_like(like)
     return _empty_like(like)
 
