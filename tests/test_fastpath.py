@@ -550,3 +550,17 @@ def test_the_python_layers_take_large_outputs_from_the_cache_too(backend):
     np.testing.assert_allclose(d, y * (1 - y), rtol=1e-14, atol=1e-300)
     np.testing.assert_array_equal(z, np.where(x > 0, x, 0.2 * x))
     np.testing.assert_allclose(g, fusedact.tanh_backward(x, y, backend="numpy"), rtol=1e-15)
+
+
+def test_the_cache_allocator_refuses_what_it_cannot_place():
+    for bad in (np.ones(8, ">f8"), np.ones(8, np.float16), np.ones((4, 4))[:, ::2],
+                np.ones(0), np.ones(8, np.int64)):
+        with pytest.raises(TypeError, match="C-contiguous, aligned, native"):
+            fastpath.empty(bad, True)
+        assert not _api._cacheable(bad) or bad.size == 0
+    # large inputs the allocator refuses still get right results through the Python layers
+    swapped = np.linspace(-9, 9, CACHED).astype(">f8")
+    transposed = np.linspace(-9, 9, CACHED).reshape(512, -1).T
+    for x in (swapped, transposed):
+        np.testing.assert_array_equal(fusedact.sigmoid(x, derivative=True)[0],
+                                      fusedact.sigmoid(np.ascontiguousarray(x, np.float64)))

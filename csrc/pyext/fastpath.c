@@ -348,9 +348,9 @@ static PyObject *empty(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "Op:empty", &like, &placed))
         return NULL;
     int type = float_type(like);
-    if (type < 0 || !PyArray_IS_C_CONTIGUOUS((PyArrayObject *)like)) {
-        PyErr_SetString(PyExc_TypeError, "empty: expected a C-contiguous float32 or float64 "
-                                         "ndarray");
+    if (type < 0 || !plain(like, type)) {
+        PyErr_SetString(PyExc_TypeError, "empty: expected a C-contiguous, aligned, native "
+                                         "float32 or float64 ndarray with elements");
         return NULL;
     }
     return (PyObject *)output_like((PyArrayObject *)like, type, placed);

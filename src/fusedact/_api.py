@@ -153,6 +153,14 @@ except ImportError:
     _fast_empty = None
 
 
+def _cacheable(like):
+    """Whether fusedact._fastpath.empty takes `like`: a C-contiguous, aligned ndarray of
+    native float32 or float64."""
+    dt = like.dtype
+    return (_fast_empty is not None and dt.char in "fd" and dt.isnative
+            and like.flags.c_contiguous and like.flags.aligned)
+
+
 def _address(a) -> int:
     # cffi's view of the buffer: 0.55 us, where __array_interface__ builds a dict (2 us)
     return int(_CFFI.cast("uintptr_t", _CFFI.from_buffer(a)))
@@ -165,7 +173,7 @@ def _empty_like(like, dtype=None):
     if (like.size < _ALIGN_MIN or dt.itemsize != like.dtype.itemsize
             or not like.flags.c_contiguous or _CFFI is None):
         return np.empty_like(like, dtype=dt)
-    if like.nbytes >= _CACHED_MIN and dt == like.dtype and _fast_empty is not None:
+    if like.nbytes >= _CACHED_MIN and dt == like.dtype and _cacheable(like):
         return _fast_empty(like, True)
     raw = np.empty(like.nbytes + 64, np.uint8)
     start = (_address(like) - _address(raw)) % 64
@@ -175,7 +183,7 @@ def _empty_like(like, dtype=None):
 def _new_output(like, backend):
     """A new output for an elementwise call on `like` (a plain float ndarray) by `backend`."""
     placed = getattr(backend, "peels_to_alignment", False)
-    if like.nbytes >= _CACHED_MIN and _fast_empty is not None and like.flags.c_contiguous:
+    if like.nbytes >= _CACHED_MIN and _cacheable(like):
         return _fast_empty(like, placed)
     if like.size < _ALIGN_MIN or not placed:
         return np.empty_like(like)
