@@ -141,3 +141,23 @@ print(seen["main"], seen["worker"])
     assert done.returncode == 0, done.stderr
     # n = 1 runs the serial loop and leaves numba's count as it was
     assert done.stdout.split("\n")[0] == "[2, 2, 3, 4, 2] [2, 2, 3, 4, 2]", done.stdout
+
+
+def test_numba_remembers_a_bounded_number_of_past_calls():
+    """The numba backend keeps each (op, parameters, dtype) call's kernel for the next one;
+    a sweep over a parameter (or NaN parameters, never equal to themselves) must not grow
+    that table without end, nor change results."""
+    import pytest
+
+    pytest.importorskip("numba", reason="numba is not installed")
+    from fusedact import _dispatch
+    from fusedact.backends import numba_backend
+
+    backend = _dispatch._load("numba")[0]
+    x = np.linspace(-3, 3, 50)
+    for i in range(numba_backend._LANES_KEPT + 40):
+        slope = float("nan") if i % 2 else 0.001 * i
+        got = fusedact.leaky_relu(x, slope, backend="numba")
+        want = np.where(x > 0, x, slope * x)
+        np.testing.assert_array_equal(got, want)
+        assert len(backend._lanes) <= numba_backend._LANES_KEPT

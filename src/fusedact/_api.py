@@ -739,9 +739,10 @@ def _build_axis(spec, ns):
         slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
         head_f, body_f = fwd.split("\n", 1)
         head_b, body_b = bwd.split("\n", 1)
-        fwd = (head_f + "\n" + _AXIS_FAST.format(call=f"_fast_forward({slot}, x, out)") + body_f)
-        bwd = (head_b + "\n" + _AXIS_FAST.format(call=f"_fast_backward({slot}, grad_out, y, out)")
-               + body_b)
+        fwd_call = f"_fast_forward({slot}, x, out)"
+        bwd_call = f"_fast_backward({slot}, grad_out, y, out)"
+        fwd = head_f + "\n" + _AXIS_FAST.format(call=fwd_call) + body_f
+        bwd = head_b + "\n" + _AXIS_FAST.format(call=bwd_call) + body_b
     doc_f, doc_b = _AXIS_DOCS[spec.name]
     env = {**ns, "_spec": spec}
     return (_make(spec.name, fwd, doc_f.format(np=spec.numpy_equivalent), spec, env),

@@ -108,6 +108,8 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         loops = self._ew_loops(kernel, f32)[mode]
         self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, _residual(p0, f32))
         _layout.copy_back(outs, targets)
+        if len(self._lanes) >= _LANES_KEPT:  # parameters swept over (or NaN, never equal)
+            self._lanes.clear()
         self._lanes[key] = (loops, p0, p1, _residual(p0, f32))
 
     # ---- rows ------------------------------------------------------------------------------
@@ -204,6 +206,7 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
             out_grad[...] = scratch.reshape(out_grad.shape)
 
 
+_LANES_KEPT = 256  # past calls' (kernel, parameters) remembered by _elementwise
 _numba_threads = threading.local()  # .count: what this thread last gave numba.set_num_threads
 
 
