@@ -58,8 +58,14 @@ typedef void (*fa_xent_f32_fn)(const float *z, const int64_t *labels, int64_t ig
 typedef void (*fa_xent_f64_fn)(const double *z, const int64_t *labels, int64_t ignore,
                                double *loss, double *grad, int64_t rows, int64_t cols);
 
+/* dst = src for nbytes (a multiple of 4) with non-temporal stores where the target has them;
+ * dst 64-byte aligned, src too. The caller fences (fa_stream_fence) before its results are
+ * published to another thread. */
+typedef void (*fa_stream_fn)(void *dst, const void *src, int64_t nbytes);
+
 typedef struct fa_kernels {
     const char *name;
+    fa_stream_fn stream;
     fa_ew_f32_fn ew_f32;
     fa_ew_f64_fn ew_f64;
     fa_bias_f32_fn bias_f32;

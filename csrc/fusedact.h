@@ -77,6 +77,13 @@ int fa_maxout_backward_f32(const float *g, const float *x, float *gx, int64_t ro
 int fa_maxout_backward_f64(const double *g, const double *x, double *gx, int64_t rows,
                            int64_t groups, int64_t pieces, int threads);
 
+/* Elementwise calls of the cheap ops (relu and its clamps; the backward of sigmoid, tanh,
+ * hardsigmoid, hardswish, softsign) whose arrays, inputs and outputs together, span at least
+ * this many bytes write their outputs with non-temporal stores (40 MiB unless set). bytes >= 0
+ * sets it (0: every such call, INT64_MAX: none); a negative value only reads it. Returns the
+ * value in use. */
+int64_t fa_stream_min_bytes(int64_t bytes);
+
 /* Benchmark baselines on the same thread pool: dst = src (nbytes), and out = a + b. */
 int fa_copy(const void *src, void *dst, int64_t nbytes, int threads);
 int fa_add_f32(const float *a, const float *b, float *out, int64_t n, int threads);

@@ -9,6 +9,7 @@
 #pragma GCC target("avx2,fma")
 #endif
 #define FA_TARGET avx2
+#define FA_STREAM_VECTOR 32 /* bytes a streaming store writes */
 #define FA_TARGET_NAME "avx2"
 #include "fa_kernels.inc"
 #if defined(__clang__)

@@ -100,3 +100,92 @@ def test_accuracy_tool_dense_sample():
 
 def test_param_sets_are_all_in_the_table():
     assert all(param_sets(n) for n in ELEMENTWISE_OPS)
+
+
+STREAMED = {  # csrc/fusedact.c, stream_pays: the ops and modes that stream above the size limit
+    "relu": ("forward", "backward", "derivative"), "leaky_relu": ("forward", "backward", "derivative"),
+    "relu6": ("forward", "backward", "derivative"), "hardtanh": ("forward", "backward", "derivative"),
+    "sigmoid": ("backward",), "tanh": ("backward",), "hardsigmoid": ("backward",),
+    "hardswish": ("backward",), "softsign": ("backward",),
+}
+
+
+def _elementwise_calls(name, x, g, out, out2):
+    """Every mode of op `name`, writing into `out` (and `out2`), as (mode, thunk) pairs."""
+    f, back = getattr(fusedact, name), getattr(fusedact, name + "_backward")
+    saved = f(x, backend="c") if name in ("sigmoid", "tanh") else x
+    return {
+        "forward": lambda: f(x, out=out, backend="c"),
+        "backward": lambda: back(g, saved, out=out, backend="c"),
+        "derivative": lambda: f(x, derivative=True, out=(out, out2), backend="c"),
+    }
+
+
+@pytest.mark.parametrize("level", ["avx512", "avx2", "baseline"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_outputs_equal_plain_ones(level, threads):
+    """With streaming stores forced on every call (limit 0), each streamed op and mode writes
+    exactly what plain stores write: tails of 1..67 elements, sizes around the 2048-byte block
+    (511-513 float32, 255-257 float64) and the parallel threshold, outputs misaligned by 1-15
+    elements (the 64-byte head, then streaming only if both outputs are aligned), in place,
+    and adversarial values. Nothing past the output is written."""
+    from cases import adversarial, variant_backend
+
+    sizes = list(range(1, 68)) + [255, 256, 257, 511, 512, 513, 1537, THRESHOLD + 63, 200_003]
+    rng = np.random.default_rng(11)
+    before = C.lib.fa_stream_min_bytes(-1)
+    fusedact.set_num_threads(threads)
+    try:
+        with variant_backend(f"c@{level}"):
+            for dtype in (np.float32, np.float64):
+                special = adversarial(dtype)
+                for name, modes in STREAMED.items():
+                    for n in sizes:
+                        x = (rng.standard_normal(n) * 4).astype(dtype)
+                        x[: min(n, special.size)] = special[: min(n, special.size)]
+                        g = rng.standard_normal(n).astype(dtype)
+                        shift = int(rng.integers(0, 16)) if n > 1024 else 0
+                        results = {}
+                        for limit in (2**63 - 1, 0):
+                            C.lib.fa_stream_min_bytes(limit)
+                            buf = np.full(n + 32, 7.0, dtype)
+                            buf2 = np.full(n + 32, 7.0, dtype)
+                            out, out2 = buf[shift:shift + n], buf2[shift:shift + n]
+                            calls = _elementwise_calls(name, x, g, out, out2)
+                            for mode in modes:
+                                calls[mode]()
+                                results[limit, mode] = (buf.copy(), buf2.copy())
+                        for mode in modes:
+                            plain, streamed = results[2**63 - 1, mode], results[0, mode]
+                            where = f"{name} {mode} {np.dtype(dtype).name} n={n} shift={shift}"
+                            np.testing.assert_array_equal(streamed[0], plain[0], err_msg=where)
+                            if mode == "derivative":
+                                np.testing.assert_array_equal(streamed[1], plain[1], err_msg=where)
+                            assert (streamed[0][shift + n:] == 7.0).all(), where
+                    # In place, streamed: x is both input and output.
+                    x = (rng.standard_normal(100_000) * 4).astype(dtype)
+                    C.lib.fa_stream_min_bytes(2**63 - 1)
+                    want = getattr(fusedact, name)(x, backend="c")
+                    C.lib.fa_stream_min_bytes(0)
+                    if "forward" in modes:
+                        y = x.copy()
+                        getattr(fusedact, name)(y, out=y, backend="c")
+                        np.testing.assert_array_equal(y, want, err_msg=f"{name} in place")
+    finally:
+        C.lib.fa_stream_min_bytes(before)
+        fusedact.set_num_threads(fusedact._threads._from_env())
+
+
+def test_stream_limit_env_var():
+    code = ("import fusedact; c = fusedact._dispatch._load('c')[0]; "
+            "print(c.lib.fa_stream_min_bytes(-1)); print(c.describe()['streaming stores'])")
+    for value, want in (("", 40 << 20), ("0", 0), ("48", 48 << 20), ("off", 2**63 - 1)):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, "FUSEDACT_STREAM_MIN_MB": value}, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert int(r.stdout.split("\n")[0]) == want, (value, r.stdout)
+    r = subprocess.run([sys.executable, "-c", "import fusedact; fusedact.relu([1.0], backend='c')"],
+                       capture_output=True, text=True,
+                       env={**os.environ, "FUSEDACT_STREAM_MIN_MB": "12.5"}, timeout=120)
+    assert r.returncode != 0
+    assert "FUSEDACT_STREAM_MIN_MB='12.5' is not a whole number of MiB or 'off'" in r.stderr

@@ -42,7 +42,9 @@ def info(stream=sys.stdout) -> int:
     w(f"selected: {chosen} (from {origin}){problem}\n")
     w(f"FUSEDACT_BACKEND={os.environ.get('FUSEDACT_BACKEND', '')!r} "
       f"FUSEDACT_NUM_THREADS={os.environ.get('FUSEDACT_NUM_THREADS', '')!r} "
-      f"FUSEDACT_SIMD={os.environ.get('FUSEDACT_SIMD', '')!r}\n")
+      f"FUSEDACT_SIMD={os.environ.get('FUSEDACT_SIMD', '')!r} "
+      f"FUSEDACT_STREAM_MIN_MB={os.environ.get('FUSEDACT_STREAM_MIN_MB', '')!r} "
+      f"FUSEDACT_OUTPUT_CACHE_MB={os.environ.get('FUSEDACT_OUTPUT_CACHE_MB', '')!r}\n")
     w(f"cpus usable: {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()}\n")
     w("libraries: " + ", ".join(f"{m} {_version(m)}" for m in
                                  ("numpy", "scipy", "cffi", "numba", "numba_cuda", "dask",

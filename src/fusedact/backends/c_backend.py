@@ -8,6 +8,8 @@ the C side splits large arrays across its own thread pool (``FUSEDACT_NUM_THREAD
 
 The SIMD level is chosen once at load from the CPU's features; ``FUSEDACT_SIMD`` (baseline,
 avx2, avx512) forces a lower one, so the tests can run every compiled path on one machine.
+Calls whose arrays together span ``FUSEDACT_STREAM_MIN_MB`` (default 40) or more write their
+outputs with non-temporal stores (csrc/fusedact.c says why); ``off`` never does.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .._catalogue import ELEMENTWISE_OPS, OPS
 from . import _layout
 from ._base import Backend
 
-_ABI_VERSION = 2
+_ABI_VERSION = 3
 SIMD_LEVELS = ("baseline", "avx2", "avx512")
 _ROWS = {"softmax": 0, "log_softmax": 1, "softmax_backward": 2, "log_softmax_backward": 3}
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
@@ -68,6 +70,15 @@ class CBackend(_layout.FlatElementwise, Backend):
                 return False, (f"FUSEDACT_SIMD={requested!r} is not one of "
                                f"{', '.join(SIMD_LEVELS)}")
             self.set_simd(requested)
+        stream_mb = os.environ.get("FUSEDACT_STREAM_MIN_MB", "").strip().lower()
+        if stream_mb:
+            if stream_mb == "off":
+                self.lib.fa_stream_min_bytes(2**63 - 1)
+            elif stream_mb.isdigit():
+                self.lib.fa_stream_min_bytes(min(int(stream_mb), 2**43 - 1) << 20)
+            else:
+                return False, (f"FUSEDACT_STREAM_MIN_MB={stream_mb!r} is not a whole number "
+                               "of MiB or 'off'")
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
 
@@ -123,7 +134,14 @@ class CBackend(_layout.FlatElementwise, Backend):
             "cpu_features": self.ffi.string(self.lib.fa_cpu_features()).decode(),
             "simd": f"{self.simd()} (max {self.simd_max()}; FUSEDACT_SIMD lowers it)",
             "threads": f"{_threads.get_num_threads()} (FUSEDACT_NUM_THREADS caps it)",
+            "streaming stores": self._stream_description(),
         }
+
+    def _stream_description(self):
+        limit = self.lib.fa_stream_min_bytes(-1)
+        if limit >= 2**63 - 1:
+            return "off (FUSEDACT_STREAM_MIN_MB)"
+        return f"calls spanning {limit / 2**20:g} MiB or more (FUSEDACT_STREAM_MIN_MB)"
 
     # ---- helpers -------------------------------------------------------------------------
     def _ptr(self, a, writable=False):
