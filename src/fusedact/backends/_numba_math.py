@@ -18,7 +18,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
-from .._coeffs import ERFC_CHEB_F64, ERFC_K
+from .._coeffs import ERFC_CHEB_F64, ERFC_K, LOG1P_P_F64
 
 # fastmath only for contraction (a*b+c -> fma): it cannot change NaN/inf behaviour.
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
@@ -35,6 +35,7 @@ INF = math.inf
 U1023 = np.uint64(1023)
 U52 = np.uint64(52)
 ERFC_C = tuple(ERFC_CHEB_F64)
+L0, L1, L2, L3, L4, L5, L6 = LOG1P_P_F64  # C's log1p set (fa_coeffs.h)
 # Clenshaw and Horner walk the coefficients from the top.
 ERFC_C_REVERSED = tuple(reversed(ERFC_C[1:]))
 ERF_TAYLOR = (1.0, -1.0 / 3, 1.0 / 10, -1.0 / 42, 1.0 / 216, -1.0 / 1320, 1.0 / 9360,
@@ -182,18 +183,13 @@ def log1p_unit(u):
     f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
-    R = 2.0 / 25.0
-    R = R * z + 2.0 / 23.0
-    R = R * z + 2.0 / 21.0
-    R = R * z + 2.0 / 19.0
-    R = R * z + 2.0 / 17.0
-    R = R * z + 2.0 / 15.0
-    R = R * z + 2.0 / 13.0
-    R = R * z + 2.0 / 11.0
-    R = R * z + 2.0 / 9.0
-    R = R * z + 2.0 / 7.0
-    R = R * z + 2.0 / 5.0
-    R = R * z + 2.0 / 3.0
+    R = L6
+    R = R * z + L5
+    R = R * z + L4
+    R = R * z + L3
+    R = R * z + L2
+    R = R * z + L1
+    R = R * z + L0
     R = R * z
     hfsq = 0.5 * f * f
     return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)

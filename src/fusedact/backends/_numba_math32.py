@@ -23,7 +23,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
-from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM
+from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, LOG1P_P_F32
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
 from ._numba_math import clamp, fmax, fmin, nan_or, two_sum_err  # noqa: F401 - used below
 
@@ -51,11 +51,9 @@ U23 = np.uint32(23)
 SELU_S = F(SELU_SCALE)
 SELU_SA = F(SELU_SCALE) * F(SELU_ALPHA)
 TAIL = tuple(F(c) for c in (1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5))
-LOG1P_R = tuple(F(c) for c in (2.0 / 13.0, 2.0 / 11.0, 2.0 / 9.0, 2.0 / 7.0, 2.0 / 5.0,
-                               2.0 / 3.0))
 T0, T1, T2, T3, T4, T5 = TAIL
 E2, E3, E4, E5, E6 = (F(c) for c in EXP_F32_POLY)  # C's float e^r set (fa_coeffs.h)
-R0, R1, R2, R3, R4, R5 = LOG1P_R
+L0, L1, L2 = (F(c) for c in LOG1P_P_F32)  # C's float log1p set (fa_coeffs.h)
 
 
 @intrinsic
@@ -189,7 +187,7 @@ def expm1(x):
 
 @jit
 def log1p_unit(u):
-    """log(1 + u) for u in [0, 1] (fdlibm's method; 6 terms: truncation 1.1e-9 relative)."""
+    """log(1 + u) for u in [0, 1] (fdlibm's method; see csrc/fa_math.inc)."""
     w = ONE + u
     big = w > SQRT2
     m = w * HALF if big else w
@@ -198,12 +196,9 @@ def log1p_unit(u):
     f = m - ONE
     s = f / (TWO + f)
     z = s * s
-    R = R0
-    R = R * z + R1
-    R = R * z + R2
-    R = R * z + R3
-    R = R * z + R4
-    R = R * z + R5
+    R = L2
+    R = R * z + L1
+    R = R * z + L0
     R = R * z
     hfsq = HALF * f * f
     return k * LN2_HI - ((hfsq - (s * (hfsq + R) + (k * LN2_LO + c))) - f)
