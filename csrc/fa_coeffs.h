@@ -60,7 +60,7 @@ static const double fa_exp_f32_poly[5] = {
     0.0013879691250622272,
 };
 
-/* log1p: P(z) = 2/3 + 2z/5 + ..., z in [0, 0.0294373], 7 terms (f64 values; max rel. error 4.7e-16). */
+/* log1p's P(z) = 2/3 + 2z/5 + ... on [0, 0.0294373]: 7 terms (f64; max rel. error 4.7e-16). */
 static const double fa_log1p_p_f64[7] = {
     0.666666666666667,
     0.39999999999899505,
@@ -71,7 +71,7 @@ static const double fa_log1p_p_f64[7] = {
     0.14616449685043406,
 };
 
-/* log1p: P(z) = 2/3 + 2z/5 + ..., z in [0, 0.0294373], 3 terms (f32 values; max rel. error 3.0e-7). */
+/* log1p's P(z) = 2/3 + 2z/5 + ... on [0, 0.0294373]: 3 terms (f32; max rel. error 3.0e-7). */
 static const double fa_log1p_p_f32[3] = {
     0.6666668653488159,
     0.3998878002166748,

@@ -59,7 +59,7 @@ typedef void (*fa_xent_f64_fn)(const double *z, const int64_t *labels, int64_t i
                                double *loss, double *grad, int64_t rows, int64_t cols);
 
 /* dst = src for nbytes (a multiple of 4) with non-temporal stores where the target has them;
- * dst 64-byte aligned, src too. The caller fences (fa_stream_fence) before its results are
+ * dst 64-byte aligned, src too. The caller fences (fusedact.c, stream_fence) before its results are
  * published to another thread. */
 typedef void (*fa_stream_fn)(void *dst, const void *src, int64_t nbytes);
 

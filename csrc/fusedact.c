@@ -322,9 +322,9 @@ static int64_t elem_grain(int64_t n, int threads)
     return (g + 63) & ~(int64_t)63;
 }
 
-/* ---- elementwise -------------------------------------------------------------------------- */
+/* ---- streaming stores --------------------------------------------------------------------- */
 
-/* Streaming stores. A call whose arrays together span FA_STREAM_MIN_BYTES or more cannot stay
+/* Streaming stores. A call whose arrays together span fa_stream_min bytes or more cannot stay
  * in this machine's caches (32 MiB of L3, shared), so every output line a plain store writes
  * is first read from memory (read-for-ownership) and later written back: a fourth array of
  * traffic on a backward, a third on a forward. Non-temporal stores skip that read, as glibc's
@@ -436,7 +436,8 @@ static void ew_range(void *p, int64_t begin, int64_t end)
     char *o1 = j->o1, *o2 = j->o2;
     int64_t head = ew_head(o1 + (size_t)begin * elem, elem, end - begin);
     if (head)
-        ew_call(j, begin, head, o1 + (size_t)begin * elem, o2 ? o2 + (size_t)begin * elem : NULL);
+        ew_call(j, begin, head, o1 + (size_t)begin * elem,
+                o2 ? o2 + (size_t)begin * elem : NULL);
     begin += head;
     /* Streaming wants both outputs on 64-byte lines (the head aligned o1; o2 is aligned
      * whenever it sits at the same offset, as the outputs fusedact allocates do). */

@@ -102,9 +102,9 @@ def test_param_sets_are_all_in_the_table():
     assert all(param_sets(n) for n in ELEMENTWISE_OPS)
 
 
+ALL_MODES = ("forward", "backward", "derivative")
 STREAMED = {  # csrc/fusedact.c, stream_pays: the ops and modes that stream above the size limit
-    "relu": ("forward", "backward", "derivative"), "leaky_relu": ("forward", "backward", "derivative"),
-    "relu6": ("forward", "backward", "derivative"), "hardtanh": ("forward", "backward", "derivative"),
+    "relu": ALL_MODES, "leaky_relu": ALL_MODES, "relu6": ALL_MODES, "hardtanh": ALL_MODES,
     "sigmoid": ("backward",), "tanh": ("backward",), "hardsigmoid": ("backward",),
     "hardswish": ("backward",), "softsign": ("backward",),
 }

@@ -221,8 +221,8 @@ def main(check_only=False):
         print(f"log1p P(z) {name}: {n} terms, max relative error {mpmath.nstr(err, 3)}",
               file=sys.stderr)
         assert err < limit
-        header += ["", f"/* log1p: P(z) = 2/3 + 2z/5 + ..., z in [0, {mpmath.nstr(Z_MAX, 6)}], {n} "
-                   f"terms ({name} values; max rel. error {mpmath.nstr(err, 2)}). */"]
+        header += ["", f"/* log1p's P(z) = 2/3 + 2z/5 + ... on [0, {mpmath.nstr(Z_MAX, 6)}]: {n} terms "
+                   f"({name}; max rel. error {mpmath.nstr(err, 2)}). */"]
         _emit(header, py, f"fa_log1p_p_{name}", f"LOG1P_P_{name.upper()}", c)
     header += ["", "#endif", ""]
     py.append("")
