@@ -362,9 +362,12 @@ int64_t fa_stream_min_bytes(int64_t bytes)
     return atomic_load(&fa_stream_min);
 }
 
-/* The ops and modes whose kernels are cheap enough to gain from streaming (measured above). */
+/* The ops and modes whose kernels are cheap enough to gain from streaming (measured above).
+ * Only x86 builds have a streaming store (fa_kernels.inc); elsewhere the block buffer would
+ * only add a copy. */
 static int stream_pays(int op, int mode)
 {
+#if defined(__x86_64__) || defined(__i386__)
     switch (op) {
     case FA_OP_relu: case FA_OP_leaky_relu: case FA_OP_relu6: case FA_OP_hardtanh:
         return 1;
@@ -374,6 +377,10 @@ static int stream_pays(int op, int mode)
     default:
         return 0;
     }
+#else
+    (void)op, (void)mode;
+    return 0;
+#endif
 }
 
 static int stream_wanted(int op, int mode, int64_t bytes)
