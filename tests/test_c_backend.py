@@ -189,3 +189,24 @@ def test_stream_limit_env_var():
                        env={**os.environ, "FUSEDACT_STREAM_MIN_MB": "12.5"}, timeout=120)
     assert r.returncode != 0
     assert "FUSEDACT_STREAM_MIN_MB='12.5' is not a whole number of MiB or 'off'" in r.stderr
+
+
+@pytest.mark.parametrize("variable,value", [("FUSEDACT_SIMD", "sse9"),
+                                            ("FUSEDACT_STREAM_MIN_MB", "12.5")])
+def test_a_bad_setting_stops_auto(variable, value):
+    """auto does not pass over a C backend that is built but misconfigured to run numba or
+    NumPy instead: the first call says which variable is wrong; naming another backend
+    still works, and `info` reports the problem instead of failing."""
+    env = {**os.environ, variable: value}
+    r = subprocess.run([sys.executable, "-c", "import fusedact; fusedact.relu([1.0])"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode != 0
+    assert f"{variable}={value!r}" in r.stderr and "fix or unset the variable" in r.stderr
+    r = subprocess.run([sys.executable, "-c",
+                        "import fusedact; print(fusedact.relu([-1.0, 2.0], backend='numpy'))"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.split() == ["[0.", "2.]"], r.stderr
+    r = subprocess.run([sys.executable, "-m", "fusedact", "info"], capture_output=True,
+                       text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f"selected: auto (from default) ({variable}={value!r}" in r.stdout

@@ -38,7 +38,10 @@ def info(stream=sys.stdout) -> int:
     origin = _dispatch.requested_backend()[1]
     chosen = selected
     if selected == "auto":
-        chosen = f"auto -> {_dispatch.auto_host_choice()} for host arrays"
+        try:
+            chosen = f"auto -> {_dispatch.auto_host_choice()} for host arrays"
+        except ValueError as exc:
+            chosen, problem = "auto", f" ({exc})"
     w(f"selected: {chosen} (from {origin}){problem}\n")
     w(f"FUSEDACT_BACKEND={os.environ.get('FUSEDACT_BACKEND', '')!r} "
       f"FUSEDACT_NUM_THREADS={os.environ.get('FUSEDACT_NUM_THREADS', '')!r} "

@@ -43,6 +43,13 @@ _HOST_PREFERENCE = ("c", "numba", "numpy")
 _lock = threading.Lock()
 _instances: dict[str, Backend] = {}
 _status: dict[str, tuple] = {}
+# Backends whose probe found a bad setting (an environment variable it reads): `auto` stops
+# at them with that message instead of passing over them to the next backend.
+_config_errors: dict[str, str] = {}
+
+
+class BackendConfigError(ValueError):
+    """Raised by a backend's probe for a setting it cannot use (FUSEDACT_SIMD=sse9)."""
 
 
 class _ThreadState(threading.local):
@@ -63,6 +70,7 @@ def register_backend(name: str, module: str, cls: str, *, host_preference: int |
         _FACTORIES[name] = (module, cls)
         _instances.pop(name, None)
         _status.pop(name, None)
+        _config_errors.pop(name, None)
         _auto_host_cache.clear()
         _keyword_cache.clear()
         if _fastpath is not None:
@@ -85,11 +93,15 @@ def _load(name: str):
         if name in _status:
             return _instances.get(name), *_status[name]
         module, cls = _FACTORIES[name]
+        instance = None
         try:
             instance = getattr(importlib.import_module(module), cls)()
             available, reason = instance.probe()
         except ImportError as exc:
             instance, available, reason = None, False, f"cannot import: {exc}"
+        except BackendConfigError as exc:
+            available, reason = False, str(exc)
+            _config_errors[name] = reason
         if instance is not None:
             _instances[name] = instance
         _status[name] = (available, reason)
@@ -217,6 +229,7 @@ def resolve(keyword, op_name: str, probe_array) -> Backend:
         return _require("cuda", op_name, "auto, for a device array")
     for candidate in _HOST_PREFERENCE:
         instance, available, _ = _load(candidate)
+        _check_config(candidate)
         if available and instance.has_kernel(op_name):
             if process_wide:  # the only case that reads the cache back
                 _auto_host_cache[op_name] = instance
@@ -231,9 +244,18 @@ def _route_to_entry(instance, op_name, keyword=False):
         bind(op_name, keyword)
 
 
+def _check_config(candidate):
+    """auto stops at a backend with a bad setting rather than pass over it silently."""
+    if candidate in _config_errors:
+        raise BackendConfigError(
+            f"{_config_errors[candidate]} (auto would otherwise pass over the {candidate} "
+            "backend: fix or unset the variable)")
+
+
 def auto_host_choice(op_name: str = "sigmoid") -> str:
     for candidate in _HOST_PREFERENCE:
         instance, available, _ = _load(candidate)
+        _check_config(candidate)
         if available and instance.has_kernel(op_name):
             return candidate
     return "numpy"

@@ -8,8 +8,10 @@ the C side splits large arrays across its own thread pool (``FUSEDACT_NUM_THREAD
 
 The SIMD level is chosen once at load from the CPU's features; ``FUSEDACT_SIMD`` (baseline,
 avx2, avx512) forces a lower one, so the tests can run every compiled path on one machine.
-Calls whose arrays together span ``FUSEDACT_STREAM_MIN_MB`` (default 40) or more write their
-outputs with non-temporal stores (csrc/fusedact.c says why); ``off`` never does.
+On x86, the cheapest kernels' calls whose arrays together span ``FUSEDACT_STREAM_MIN_MB``
+(default 40) or more write their outputs with non-temporal stores (csrc/fusedact.c says why
+and which); ``off`` never does. A bad value of either variable is an error at the first call
+that would use the backend, ``auto`` included.
 """
 
 from __future__ import annotations
@@ -64,11 +66,13 @@ class CBackend(_layout.FlatElementwise, Backend):
         missing = [n for n in ELEMENTWISE_OPS if n not in self._ids]
         if missing:
             return False, f"extension lacks kernels for {missing}: reinstall fusedact"
+        from .. import _dispatch
+
         requested = os.environ.get("FUSEDACT_SIMD", "").strip().lower()
         if requested:
             if requested not in SIMD_LEVELS:
-                return False, (f"FUSEDACT_SIMD={requested!r} is not one of "
-                               f"{', '.join(SIMD_LEVELS)}")
+                raise _dispatch.BackendConfigError(
+                    f"FUSEDACT_SIMD={requested!r} is not one of {', '.join(SIMD_LEVELS)}")
             self.set_simd(requested)
         stream_mb = os.environ.get("FUSEDACT_STREAM_MIN_MB", "").strip().lower()
         if stream_mb:
@@ -77,8 +81,8 @@ class CBackend(_layout.FlatElementwise, Backend):
             elif stream_mb.isdigit():
                 self.lib.fa_stream_min_bytes(min(int(stream_mb), 2**43 - 1) << 20)
             else:
-                return False, (f"FUSEDACT_STREAM_MIN_MB={stream_mb!r} is not a whole number "
-                               "of MiB or 'off'")
+                raise _dispatch.BackendConfigError(
+                    f"FUSEDACT_STREAM_MIN_MB={stream_mb!r} is not a whole number of MiB or 'off'")
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
 
