@@ -522,14 +522,14 @@ def logsigmoid_der(x, p0, p1, p3):
 @intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c rounded once (llvm.fma), which the contraction flag allows but does not
-    promise."""
-    if not (a == b == c == types.float64):
+    promise; float64 or float32 (the float32 module uses it too)."""
+    if not (a == b == c and a in (types.float64, types.float32)):
         return None
 
     def codegen(context, builder, signature, args):
         return builder.fma(*args)
 
-    return types.float64(types.float64, types.float64, types.float64), codegen
+    return a(a, a, a), codegen
 
 
 @jit
@@ -537,7 +537,8 @@ def div_const(v, c, inv):
     """v / c rounded once, as the C kernels' fa512d_div_const: q = v inv, then
     q + (v - q c) inv with the remainder exact (Markstein's correction; inv = RN(1/c)).
     vdivpd bounded hardsigmoid and hardswish: float64, 262,144, one thread, through Python,
-    96 -> 61 us and 93 -> 81 us; equal to the c and numpy backends on 5.4e6 doubles."""
+    96 -> 61 us and 93 -> 81 us; equal to the c and numpy backends on 5.4e6 doubles.
+    Type-generic: float32 hardsigmoid takes it too (_numba_math32)."""
     q = v * inv
     return _fma(_fma(-q, c, v), inv, q)
 

@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, LOG1P_P_F32
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
-from ._numba_math import clamp, fmax, fmin, nan_or, two_sum_err  # noqa: F401 - used below
+from ._numba_math import clamp, div_const, fmax, fmin, nan_or, two_sum_err  # noqa: F401
 
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
 
@@ -445,32 +445,11 @@ def logsigmoid_der(x, p0, p1, p3):
     return sigmoid_fwd(-x, p0, p1, p3)
 
 
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """a * b + c rounded once in float32 (llvm.fma), as _numba_math's float64 one."""
-    if not (a == b == c == types.float32):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.fma(*args)
-
-    return types.float32(types.float32, types.float32, types.float32), codegen
-
-
-@jit
-def div_const(v, c, inv):
-    """v / c rounded once without a division, as the C kernels' fa512_div_const (Markstein's
-    correction, exact unless the quotient is subnormal; hardsigmoid divides 0 or at least
-    2^-23; the same bits as the c backend over all 2^32 floats). float32, 262,144, one
-    thread, out=, best of 40 interleaved: hardsigmoid 32.1 -> 28.1 us (relu: 28.3).
-    hardswish slowed with it, 32.7 -> 37.5 us forward and 43.8 -> 47.4 backward, and keeps
-    its divisions."""
-    q = v * inv
-    return _fma(_fma(-q, c, v), inv, q)
-
-
 @jit
 def hardsigmoid_fwd(x, p0, p1, p3):
+    # without vdivps (div_const): 262,144, one thread, out=, best of 40 interleaved, 32.1 ->
+    # 28.1 us, relu's speed, the same bits as the c backend over all 2^32 floats. hardswish
+    # slowed that way (32.7 -> 37.5 us forward, 43.8 -> 47.4 backward) and keeps its divisions.
     return div_const(relu6_fwd(x + THREE, p0, p1, p3), SIX, SIXTH)
 
 
