@@ -208,3 +208,29 @@ def test_derivative_out_tuple(name, params, backend):
     assert y is oy and d is od
     with pytest.raises(TypeError, match="tuple of 2"):
         _call(name, x, params, backend, derivative=True, out=oy)
+
+
+def test_gelu_float32_at_the_edges_of_its_pieces(backend):
+    """The AVX-512 float32 gelu evaluates R(a) on 16 pieces numbered by the bits of |x| + 1
+    (fa_avx512_f32.inc); a + 1 rounds before it is numbered, so each piece must also hold
+    just past its ends. 48 floats either side of every edge, both signs, and the clamp at
+    13.5; forward, backward, and derivative=True's pair."""
+    edges = [2.0 ** e * (1 + m / 4) - 1 for e in range(4) for m in range(4)] + [13.5]
+    steps = np.arange(-48, 49, dtype=np.float32)
+    x = np.concatenate([np.float32(e) + steps * np.spacing(np.float32(max(e, 1e-3)))
+                        for e in edges]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    exact = {"approximate": "none"}
+    y = _call("gelu", x, exact, backend)
+    errs = ref.ulp_error(y, ref.forward("gelu", x, exact), np.float32)
+    assert errs.max() <= FORWARD_ULP, _where(x, errs)
+    g = np.random.default_rng(9).standard_normal(x.shape).astype(np.float32)
+    got = fusedact.gelu_backward(g, x, **exact, backend=backend)
+    gw = g.astype(np.float64)
+    slope = ref.derivative("gelu", x, exact)
+    errs = ref.mixed_error(got, gw * slope, gw, np.float32)
+    assert errs.max() <= BACKWARD_UNITS, _where(x, errs)
+    y2, d = _call("gelu", x, exact, backend, derivative=True)
+    np.testing.assert_array_equal(y2, y)
+    errs = ref.mixed_error(d, slope, np.ones_like(slope), np.float32)
+    assert errs.max() <= BACKWARD_UNITS, _where(x, errs)
