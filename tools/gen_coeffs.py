@@ -5,7 +5,7 @@
 One place for every fitted constant, so the C and Numba kernels evaluate the same
 approximations; tests/test_coeffs.py regenerates them and checks the files are current.
 
-erfc (float64 gelu): Y(t) = (1 + 2z) e^(z^2) erfc(z) with t = (z - K)/(z + K), K = 3.75, maps
+erfc (float64 gelu in the numba and cuda backends): Y(t) = (1 + 2z) e^(z^2) erfc(z) with t = (z - K)/(z + K), K = 3.75, maps
 z in [0, inf) to t in [-1, 1) and is smooth there (Shepherd & Laframboise, Math. Comp. 36
 (1981)); its Chebyshev series is evaluated by Clenshaw's recurrence. 25 terms: truncation
 error 3.8e-18 (24 terms give 5.1e-17), the fewest under a tenth of double's epsilon, measured
@@ -28,6 +28,11 @@ error at Chebyshev points in mpmath, rounded to float from the top down, each re
 lower ones taking up the rounding above it. Max relative error 8.0e-9 (0.13 ULP). Sixteen
 pieces fit one vpermps table; 32 pieces of width 0.5 through vpermt2ps (two tables) measured
 slower (155 against 142 us, 262,144 floats, one thread).
+
+gelu, float64 (the C kernels, every level): R(a) the same way on 11 pieces of [0, 38], two per
+octave of a + 1, degree 17 (relative error 3.4e-17, 0.3 ULP on the first piece, where c1 u
+cannot be refit into c0), c5 and up rounded at once from one fit. Beyond 38 every gelu(-a) is
+under double's smallest normal.
 
 e^r, float32, AVX-512 paths: e^r = 1 + r + r^2 (c2 + c3 r + ... + c6 r^4) on |r| <= ln2/2, the
 c_k float32 values of a Lawson-reweighted least-squares fit of the relative error (the same
@@ -152,15 +157,20 @@ def refit_gelu_rational(n=4, m=5, nodes=3000):
     print("max relative error", np.max(np.abs(err)))
 
 
-# float32 gelu, AVX-512: R(a) piecewise, for a table lookup (vpermps) instead of a double N/D.
+# gelu's R(a) piecewise, for a table lookup (vpermps / vpermt2pd) instead of a rational or a
+# Chebyshev series: float32 (AVX-512 loop) and float64 (every level).
 GELU_PIECE_DEGREE = 6
+GELU_AMAX_F64 = 38.0  # gelu(-38) = -1.4e-314: beyond, every result is under the smallest normal
+GELU_PIECE_DEGREE_F64 = 17
 
 
-def gelu_pieces():
-    """The 16 intervals of a: four per octave of a + 1 over [1, 16), so that the exponent and
-    the top two fraction bits of a + 1 number them 0..15; the last is cut at GELU_AMAX."""
-    return [(2.0 ** e * (1 + m / 4) - 1, min(2.0 ** e * (1 + (m + 1) / 4) - 1, GELU_AMAX))
-            for e in range(4) for m in range(4)]
+def gelu_pieces(per_octave=4, octaves=4, amax=GELU_AMAX):
+    """Intervals of a, `per_octave` per octave of a + 1 over [1, 2^octaves), so that the
+    exponent and top fraction bits of a + 1 number them; the last cut at amax."""
+    return [(2.0 ** e * (1 + m / per_octave) - 1,
+             min(2.0 ** e * (1 + (m + 1) / per_octave) - 1, amax))
+            for e in range(octaves) for m in range(per_octave)
+            if 2.0 ** e * (1 + m / per_octave) - 1 < amax]
 
 
 def _float32(v):
@@ -168,43 +178,57 @@ def _float32(v):
     return float(np.float32(float(v)))
 
 
-def _gelu_piece_centre(mid, walk=400):
-    """The float t within `walk` floats of mid where R(t) is nearest a float32, and that float:
-    c0 = R(t) is then exact to ~0.001 ULP instead of 0.5 (Gal's accurate tables)."""
+def _float64(v):
+    return float(v)
+
+
+def _gelu_piece_centre(mid, rnd, walk):
+    """The float t within `walk` floats of mid (of the precision `rnd` rounds to) where R(t) is
+    nearest a float, and that float: c0 = R(t) is then exact to ~0.001 ULP instead of 0.5
+    (Gal's accurate tables)."""
     import numpy as np
 
+    dtype = np.float32 if rnd is _float32 else np.float64
     best = None
-    t = np.float32(mid)
+    t = dtype(mid)
     for step in range(-walk, walk + 1):
-        cand = t + np.float32(step) * np.spacing(t)
+        cand = t + dtype(step) * np.spacing(t)
         r = _gelu_r(mpmath.mpf(float(cand)))
-        c0 = _float32(r)
-        off = abs(r - c0) / float(np.spacing(np.float32(c0)))
+        c0 = rnd(r)
+        off = abs(r - c0) / float(np.spacing(dtype(c0)))
         if best is None or off < best[0]:
             best = (off, float(cand), c0)
     return best[1], best[2]
 
 
-def gelu_piece(lo, hi, degree=GELU_PIECE_DEGREE, margin=0.01):
+def gelu_piece(lo, hi, degree, rnd=_float32, walk=400, margin=0.01):
     """(t, [c0..c_degree]) with R(a) ~ sum c_j (a - t)^j on [lo, hi] widened by `margin` of its
     width (a + 1 rounds before it is numbered). c0 = R(t) exactly (t = 0 on the first piece,
     R(0) = 1/2); c1..c_degree minimise the relative error at Chebyshev points by least squares
-    in mpmath, and are rounded to float from the top down, each refit of the lower ones taking
-    up the rounding of the one above."""
+    in mpmath, rounded from the top down, each refit of the lower ones taking up the rounding
+    of the one above; in double, c5 and up are rounded at once (their roundings move R by
+    under 2^-53 (c_j u^j / c0) < 2^-60, and 17 refits would cost a minute here)."""
     width = hi - lo
-    t, c0 = (0.0, 0.5) if lo == 0 else _gelu_piece_centre((lo + hi) / 2)
+    t, c0 = (0.0, 0.5) if lo == 0 else _gelu_piece_centre((lo + hi) / 2, rnd, walk)
     lo, hi = max(0.0, lo - margin * width), hi + margin * width
     n_points = 5 * (degree + 1)
     points = [mpmath.mpf(lo + hi) / 2 + mpmath.mpf(hi - lo) / 2
               * mpmath.cos(mpmath.pi * (j + mpmath.mpf(0.5)) / n_points) for j in range(n_points)]
+    rs = [_gelu_r(a) for a in points]
     fixed, free = {0: c0}, list(range(1, degree + 1))
+    refit_below = degree if rnd is _float32 else 4
     while free:
-        lhs = mpmath.matrix([[(a - t) ** j / _gelu_r(a) for j in free] for a in points])
-        rhs = mpmath.matrix([1 - sum(mpmath.mpf(c) * (a - t) ** j for j, c in fixed.items())
-                             / _gelu_r(a) for a in points])
+        lhs = mpmath.matrix([[(a - t) ** j / r for j in free] for a, r in zip(points, rs)])
+        rhs = mpmath.matrix([1 - sum(mpmath.mpf(c) * (a - t) ** j for j, c in fixed.items()) / r
+                             for a, r in zip(points, rs)])
         sol = mpmath.qr_solve(lhs, rhs)[0]
-        top = free.pop()
-        fixed[top] = _float32(sol[len(free)])
+        while len(free) > refit_below:  # the higher coefficients at once
+            top = free.pop()
+            fixed[top] = rnd(sol[len(free)])
+        refit_below = 0
+        if free:
+            top = free.pop()
+            fixed[top] = rnd(sol[len(free)])
     return t, [fixed[j] for j in range(degree + 1)]
 
 
@@ -298,24 +322,32 @@ def main(check_only=False):
         header += ["", f"/* log1p's P(z) = 2/3 + 2z/5 + ... on [0, {mpmath.nstr(Z_MAX, 6)}]: {n} terms "
                    f"({name}; max rel. error {mpmath.nstr(err, 2)}). */"]
         _emit(header, py, f"fa_log1p_p_{name}", f"LOG1P_P_{name.upper()}", c)
-    rows, worst = [], mpmath.mpf(0)
-    for lo, hi in gelu_pieces():
-        t, c = gelu_piece(lo, hi)
-        worst = max(worst, gelu_piece_error(lo, hi, t, c))
-        rows.append([t] + c)
-    print(f"gelu R(a) float32 pieces: degree {GELU_PIECE_DEGREE}, max relative error "
-          f"{mpmath.nstr(worst, 3)}", file=sys.stderr)
-    assert worst < 1.2e-8  # 0.2 ULP
-    table = [[r[j] for r in rows] for j in range(GELU_PIECE_DEGREE + 2)]
-    header += ["", f"/* float32 gelu (AVX-512): R(a) = sum c_j (a - t)^j on 16 pieces of [0, {GELU_AMAX!r}], "
-               "four per octave of a + 1;", f"   row 0: t, rows 1..{GELU_PIECE_DEGREE + 1}: c0.. "
-               f"(max rel. error {mpmath.nstr(worst, 2)}). */",
-               f"#define FA_GELU_PIECE_DEGREE {GELU_PIECE_DEGREE}",
-               f"static const float fa_gelu_pieces_f32[{GELU_PIECE_DEGREE + 2}][16] = {{"]
-    header += ["    {" + ", ".join(f"{v!r}" for v in row) + "}," for row in table]
-    header.append("};")
-    py += ["", "GELU_PIECES_F32 = ("] + ["    (" + ", ".join(f"{v!r}" for v in row) + "),"
-                                         for row in table] + [")"]
+    for name, ctype, pieces, degree, rnd, walk, limit in (
+            ("f32", "float", gelu_pieces(), GELU_PIECE_DEGREE, _float32, 400, 1.2e-8),
+            ("f64", "double", gelu_pieces(2, 6, GELU_AMAX_F64), GELU_PIECE_DEGREE_F64, _float64,
+             100, 4e-17)):
+        rows, worst = [], mpmath.mpf(0)
+        for lo, hi in pieces:
+            t, c = gelu_piece(lo, hi, degree, rnd, walk)
+            worst = max(worst, gelu_piece_error(lo, hi, t, c))
+            rows.append([t] + c)
+        print(f"gelu R(a) {name} pieces: {len(rows)}, degree {degree}, max relative error "
+              f"{mpmath.nstr(worst, 3)}", file=sys.stderr)
+        assert worst < limit  # 0.2 ULP (float), 0.36 ULP (double: the first piece, c1 u)
+        rows += [[0.0] * len(rows[0])] * (16 - len(rows))  # a whole register's table
+        table = [[r[j] for r in rows] for j in range(degree + 2)]
+        amax = GELU_AMAX if name == "f32" else GELU_AMAX_F64
+        header += ["", f"/* gelu ({ctype}): R(a) = sum c_j (a - t)^j on {len(pieces)} pieces of "
+                   f"[0, {amax!r}] numbered by the bits of a + 1;",
+                   f"   row 0: t, rows 1..{degree + 1}: c0.. (max rel. error {mpmath.nstr(worst, 2)}). */",
+                   f"#define FA_GELU_PIECE_DEGREE_{name.upper()} {degree}"]
+        if name == "f64":
+            header.append(f"#define FA_GELU_AMAX_F64 {amax!r}")
+        header.append(f"static const {ctype} fa_gelu_pieces_{name}[{degree + 2}][16] = {{")
+        header += ["    {" + ", ".join(f"{v!r}" for v in row) + "}," for row in table]
+        header.append("};")
+        py += ["", f"GELU_PIECES_{name.upper()} = ("]
+        py += ["    (" + ", ".join(f"{v!r}" for v in row) + ")," for row in table] + [")"]
     header += ["", "#endif", ""]
     py.append("")
     files = {ROOT / "csrc" / "fa_coeffs.h": "\n".join(header),
