@@ -343,6 +343,7 @@ def main(check_only=False):
                    f"#define FA_GELU_PIECE_DEGREE_{name.upper()} {degree}"]
         if name == "f64":
             header.append(f"#define FA_GELU_AMAX_F64 {amax!r}")
+            py += ["", f"GELU_AMAX_F64 = {amax!r}"]
         header.append(f"static const {ctype} fa_gelu_pieces_{name}[{degree + 2}][16] = {{")
         header += ["    {" + ", ".join(f"{v!r}" for v in row) + "}," for row in table]
         header.append("};")

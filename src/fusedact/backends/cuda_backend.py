@@ -274,14 +274,23 @@ def _simulating():
     return bool(config.ENABLE_CUDASIM)
 
 
+def _device_fn(m, kernel, kind):
+    """m's `{kernel}_{kind}` (kind "fwd" or "der"), but float64 gelu's erfc series in place of
+    the table pieces the CPU backends use: the series reads no array, and a table read per lane
+    has not been measured on a GPU here."""
+    if kernel == "gelu" and m.__name__.endswith("._numba_math"):
+        kind += "_series"
+    return getattr(m, f"{kernel}_{kind}")
+
+
 def _build_elementwise(threads, kernel, mode, f32=False):
     """f32: float32 arithmetic with _numba_math32's functions (float32/float16 results of the
     ops it has), as the numba backend does on the CPU; otherwise float64."""
     from . import _numba_math, _numba_math32
 
     m = _numba_math32 if f32 else _numba_math
-    fwd = getattr(m, f"{kernel}_fwd")
-    der = getattr(m, f"{kernel}_der")
+    fwd = _device_fn(m, kernel, "fwd")
+    der = _device_fn(m, kernel, "der")
     piecewise, saved_y = _layout.op_traits(kernel)
     pw = m.pw
     ct = np.float32 if f32 else np.float64
@@ -343,7 +352,7 @@ def _build_bias(threads, kernel, compute):
     from . import _numba_math as m
 
     identity = kernel == "identity"
-    fwd = m.relu_fwd if identity else getattr(m, f"{kernel}_fwd")
+    fwd = m.relu_fwd if identity else _device_fn(m, kernel, "fwd")
     f64 = np.float64
     ct = np.dtype(compute).type
 
@@ -362,8 +371,8 @@ def _build_bias_backward(threads, kernel, compute):
     from . import _numba_math as m
 
     identity = kernel == "identity"
-    fwd = m.relu_fwd if identity else getattr(m, f"{kernel}_fwd")
-    der = m.relu_der if identity else getattr(m, f"{kernel}_der")
+    fwd = m.relu_fwd if identity else _device_fn(m, kernel, "fwd")
+    der = m.relu_der if identity else _device_fn(m, kernel, "der")
     piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
     pw = m.pw
     f64 = np.float64
