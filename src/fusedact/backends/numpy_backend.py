@@ -175,7 +175,7 @@ def _gelu_exact(x):
     k = np.rint(hz * -1.4426950408889634)
     r = (-k * _LN2_HI - hz) - (k * _LN2_LO + lz)
     v = np.copysign(a, x) * r_poly
-    xq = np.ldexp(v + v * np.expm1(r), np.nan_to_num(k).astype(np.int64))
+    xq = np.ldexp(v + v * np.expm1(r), np.nan_to_num(k).astype(np.int32))  # k in [-1042, 0]
     y = np.where(x > 0, x - xq, xq)
     return np.where(x < -GELU_AMAX_F64, -0.0, y)
 
