@@ -33,6 +33,39 @@ def param_block(params):
     return values + [0.0] * (4 - len(values))
 
 
+# Streaming stores (csrc/fusedact.c measured them): the ops and modes cheap enough to gain,
+# (0 forward, 1 backward, 2 derivative=True), and the default size, in bytes of all the
+# call's arrays together, from which they stream.
+STREAMED_MODES = {"relu": (0, 1, 2), "leaky_relu": (0, 1, 2), "relu6": (0, 1, 2),
+                  "hardtanh": (0, 1, 2), "sigmoid": (1,), "tanh": (1,), "hardsigmoid": (1,),
+                  "hardswish": (1,), "softsign": (1,)}
+STREAM_MIN_BYTES_DEFAULT = 40 << 20
+STREAM_OFF = 2**63 - 1
+
+
+def stream_min_bytes_from_env():
+    """FUSEDACT_STREAM_MIN_MB: whole MiB, or 'off'; the default when unset."""
+    import os
+
+    value = os.environ.get("FUSEDACT_STREAM_MIN_MB", "").strip().lower()
+    if not value:
+        return STREAM_MIN_BYTES_DEFAULT
+    if value == "off":
+        return STREAM_OFF
+    if value.isdigit():
+        return min(int(value), 2**43 - 1) << 20
+    from .._dispatch import BackendConfigError
+
+    raise BackendConfigError(
+        f"FUSEDACT_STREAM_MIN_MB={value!r} is not a whole number of MiB or 'off'")
+
+
+def stream_description(limit):
+    if limit >= STREAM_OFF:
+        return "off (FUSEDACT_STREAM_MIN_MB)"
+    return f"calls spanning {limit / 2**20:g} MiB or more (FUSEDACT_STREAM_MIN_MB)"
+
+
 class FlatElementwise:
     """The three elementwise entry points of a backend whose kernels take a mode
     (0 forward, 1 backward, 2 forward with derivative) over flat buffers."""

@@ -14,6 +14,8 @@ import numpy as np
 from numba import njit, prange
 
 from fusedact.backends import _numba_math as _m
+from fusedact.backends._numba_stream import (LINE_BYTES, STREAM_BLOCK_BYTES, stream_fence,
+                                             stream_line)
 
 fwd, der = _m.relu_fwd, _m.relu_der
 piecewise, saved_y, identity = True, True, False
@@ -31,6 +33,22 @@ def _inline(fn):
 
 
 # ---- elementwise: forward, backward, forward with derivative ------------------------------
+def backward_at(g, s, q0, q1, q3):
+    d = der(ct(s), q0, q1, q3)
+    return pw(ct(g), d) if piecewise else ct(g) * d
+
+
+backward_at = _inline(backward_at)
+
+
+def derivative_at(x, y_stored, q0, q1, q3):
+    # A saved y is the rounded output, as backward would see it.
+    return der(ct(y_stored) if saved_y else ct(x), q0, q1, q3)
+
+
+derivative_at = _inline(derivative_at)
+
+
 def forward(x, out, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
@@ -40,18 +58,100 @@ def forward(x, out, p0, p1, p3):
 def backward(g, s, out, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(g.size):
-        d = der(ct(s[i]), q0, q1, q3)
-        out[i] = pw(ct(g[i]), d) if piecewise else ct(g[i]) * d
+        out[i] = backward_at(g[i], s[i], q0, q1, q3)
 
 
 def with_derivative(x, out_y, out_d, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
-        xi = ct(x[i])
-        y = fwd(xi, q0, q1, q3)
-        out_y[i] = y
-        # A saved y is the rounded output, as backward would see it.
-        out_d[i] = der(ct(out_y[i]) if saved_y else xi, q0, q1, q3)
+        out_y[i] = fwd(ct(x[i]), q0, q1, q3)
+        out_d[i] = derivative_at(x[i], out_y[i], q0, q1, q3)
+
+
+# ---- the same three with streaming stores (_numba_stream explains them), for calls larger
+# than the caches. The part of the output before its first 64-byte boundary and the tail
+# after the last whole block take plain stores; each prange chunk of STREAM_CHUNK_BLOCKS
+# blocks has its own L1 buffer (one allocation per chunk, not per block: 8,192 blocks at
+# 4,194,304 float32 elements). derivative=True streams only when both outputs sit at the
+# same offset from a 64-byte boundary (the backend checks).
+STREAM_CHUNK_BLOCKS = 64
+
+
+def stream_plan(out):
+    """(block, head, blocks, chunks): elements per block, elements before out's first 64-byte
+    boundary, whole blocks after them, prange chunks."""
+    block = STREAM_BLOCK_BYTES // out.itemsize
+    misalign = np.intp(out.ctypes.data % np.uintp(LINE_BYTES))  # intp: uint64 op int64 -> float
+    head = min(out.size, (LINE_BYTES - misalign) % LINE_BYTES // out.itemsize)
+    blocks = (out.size - head) // block
+    return block, head, blocks, (blocks + STREAM_CHUNK_BLOCKS - 1) // STREAM_CHUNK_BLOCKS
+
+
+stream_plan = _inline(stream_plan)
+
+
+def stream_block(out, start, buf):
+    for j in range(0, buf.size, LINE_BYTES // buf.itemsize):
+        stream_line(out, start + j, buf, j)
+
+
+stream_block = _inline(stream_block)
+
+
+def forward_streamed(x, out, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
+    block, head, blocks, chunks = stream_plan(out)
+    for c in prange(chunks):
+        buf = np.empty(block, out.dtype)
+        for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
+            xb = x[head + b * block:head + (b + 1) * block]
+            for j in range(block):
+                buf[j] = fwd(ct(xb[j]), q0, q1, q3)
+            stream_block(out, head + b * block, buf)
+        stream_fence()
+    for part in (slice(0, head), slice(head + blocks * block, out.size)):
+        xp, op = x[part], out[part]
+        for i in range(xp.size):
+            op[i] = fwd(ct(xp[i]), q0, q1, q3)
+
+
+def backward_streamed(g, s, out, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
+    block, head, blocks, chunks = stream_plan(out)
+    for c in prange(chunks):
+        buf = np.empty(block, out.dtype)
+        for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
+            part = slice(head + b * block, head + (b + 1) * block)
+            gb, sb = g[part], s[part]
+            for j in range(block):
+                buf[j] = backward_at(gb[j], sb[j], q0, q1, q3)
+            stream_block(out, head + b * block, buf)
+        stream_fence()
+    for part in (slice(0, head), slice(head + blocks * block, out.size)):
+        gp, sp, op = g[part], s[part], out[part]
+        for i in range(gp.size):
+            op[i] = backward_at(gp[i], sp[i], q0, q1, q3)
+
+
+def with_derivative_streamed(x, out_y, out_d, p0, p1, p3):
+    q0, q1, q3 = ct(p0), ct(p1), ct(p3)
+    block, head, blocks, chunks = stream_plan(out_y)
+    for c in prange(chunks):
+        buf_y = np.empty(block, out_y.dtype)
+        buf_d = np.empty(block, out_d.dtype)
+        for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
+            xb = x[head + b * block:head + (b + 1) * block]
+            for j in range(block):
+                buf_y[j] = fwd(ct(xb[j]), q0, q1, q3)
+                buf_d[j] = derivative_at(xb[j], buf_y[j], q0, q1, q3)
+            stream_block(out_y, head + b * block, buf_y)
+            stream_block(out_d, head + b * block, buf_d)
+        stream_fence()
+    for part in (slice(0, head), slice(head + blocks * block, out_y.size)):
+        xp, yp, dp = x[part], out_y[part], out_d[part]
+        for i in range(xp.size):
+            yp[i] = fwd(ct(xp[i]), q0, q1, q3)
+            dp[i] = derivative_at(xp[i], yp[i], q0, q1, q3)
 
 
 # ---- bias_act: forward, and backward with the column sums (in blocks of rows) -------

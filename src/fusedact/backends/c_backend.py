@@ -74,15 +74,8 @@ class CBackend(_layout.FlatElementwise, Backend):
                 raise _dispatch.BackendConfigError(
                     f"FUSEDACT_SIMD={requested!r} is not one of {', '.join(SIMD_LEVELS)}")
             self.set_simd(requested)
-        stream_mb = os.environ.get("FUSEDACT_STREAM_MIN_MB", "").strip().lower()
-        if stream_mb:
-            if stream_mb == "off":
-                self.lib.fa_stream_min_bytes(2**63 - 1)
-            elif stream_mb.isdigit():
-                self.lib.fa_stream_min_bytes(min(int(stream_mb), 2**43 - 1) << 20)
-            else:
-                raise _dispatch.BackendConfigError(
-                    f"FUSEDACT_STREAM_MIN_MB={stream_mb!r} is not a whole number of MiB or 'off'")
+        if os.environ.get("FUSEDACT_STREAM_MIN_MB", "").strip():
+            self.lib.fa_stream_min_bytes(_layout.stream_min_bytes_from_env())
         level = self.simd()
         return True, f"C kernels, SIMD level {level} (best on this CPU: {self.simd_max()})"
 
@@ -142,10 +135,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         }
 
     def _stream_description(self):
-        limit = self.lib.fa_stream_min_bytes(-1)
-        if limit >= 2**63 - 1:
-            return "off (FUSEDACT_STREAM_MIN_MB)"
-        return f"calls spanning {limit / 2**20:g} MiB or more (FUSEDACT_STREAM_MIN_MB)"
+        return _layout.stream_description(self.lib.fa_stream_min_bytes(-1))
 
     # ---- helpers -------------------------------------------------------------------------
     def _ptr(self, a, writable=False):

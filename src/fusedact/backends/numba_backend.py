@@ -42,6 +42,8 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         self._loops = {}  # (kernel name, shape) -> (serial, parallel) dispatchers
         self._lanes = {}  # (mode, op, params, dtype) -> (loops, p0, p1, p3) of a past call
         self.numba = None
+        # bytes of a call's arrays from which STREAMED_MODES stream (the C backend's limit)
+        self.stream_min_bytes = _layout.STREAM_MIN_BYTES_DEFAULT
 
     def probe(self):
         try:
@@ -51,6 +53,7 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         except ImportError as exc:
             return False, f"numba is not installed ({exc}); pip install 'fusedact[numba]'"
         self.numba = numba
+        self.stream_min_bytes = _layout.stream_min_bytes_from_env()
         return True, (f"numba {numba.__version__} JIT kernels (compiled on first use, cached "
                       f"on disk)" if _cache_usable() else
                       f"numba {numba.__version__} JIT kernels (compiled on first use; no disk "
@@ -63,7 +66,8 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         if self.numba is None:
             return {}
         return {"threads": f"{_threads.get_num_threads()} (FUSEDACT_NUM_THREADS caps it)",
-                "threading layer": str(self.numba.config.THREADING_LAYER)}
+                "threading layer": str(self.numba.config.THREADING_LAYER),
+                "streaming stores": _layout.stream_description(self.stream_min_bytes)}
 
     # ---- kernel construction ---------------------------------------------------------------
     def _ew_loops(self, kernel, f32=False):
@@ -88,6 +92,22 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         else:
             serial(*args)
 
+    def _streamed(self, kernel, f32, mode, flat_out, arrays):
+        """The streaming loops when this call is one to stream (large enough, an op and mode
+        of STREAMED_MODES, outputs at whole elements and, with two, at the same offset from a
+        64-byte line), else None."""
+        if (arrays * flat_out[0].nbytes < self.stream_min_bytes
+                or mode not in _layout.STREAMED_MODES.get(kernel, ())):
+            return None
+        addresses = [o.ctypes.data for o in flat_out]
+        if addresses[0] % flat_out[0].itemsize or (addresses[-1] - addresses[0]) % 64:
+            return None
+        key = ("streamed", kernel, f32)
+        hit = self._loops.get(key)
+        if hit is None:
+            hit = self._loops[key] = _build_streamed(self.numba, kernel, f32)
+        return hit[mode]
+
     def _elementwise(self, mode, spec, params, outs, inputs):
         key = (mode, spec.name, params, outs[0].dtype)
         lane = self._lanes.get(key)
@@ -96,8 +116,10 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
             # the first such call (1,024 float32 elements: 3.5 -> 1.8 us in this method, of
             # which the compiled call is 0.34; relu at 262,144, 2 threads: 26.9 -> 21.3 us
             # a call with the thread count below)
-            loops, p0, p1, p3 = lane
+            loops, p0, p1, p3, kernel, f32 = lane
             flat = [a if a.ndim == 1 else a.reshape(-1) for a in (*inputs, *outs)]
+            if flat[0].nbytes * len(flat) >= self.stream_min_bytes:
+                loops = self._streamed(kernel, f32, mode, flat[len(inputs):], len(flat)) or loops
             self._run(loops, flat[0].size, *flat, p0, p1, p3)
             return
         kernel = _layout.kernel_name(spec, params)
@@ -106,11 +128,13 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         # float32 data in float32 arithmetic where _numba_math32 has the op (2x the lanes).
         f32 = outs[0].dtype.itemsize == 4 and kernel in _F32_KERNELS
         loops = self._ew_loops(kernel, f32)[mode]
-        self._run(loops, flat_out[0].size, *flat_in, *flat_out, p0, p1, _residual(p0, f32))
+        streamed = self._streamed(kernel, f32, mode, flat_out, len(flat_out) + len(flat_in))
+        self._run(streamed or loops, flat_out[0].size, *flat_in, *flat_out, p0, p1,
+                  _residual(p0, f32))
         _layout.copy_back(outs, targets)
         if len(self._lanes) >= _LANES_KEPT:  # parameters swept over (or NaN, never equal)
             self._lanes.clear()
-        self._lanes[key] = (loops, p0, p1, _residual(p0, f32))
+        self._lanes[key] = (loops, p0, p1, _residual(p0, f32), kernel, f32)
 
     # ---- rows ------------------------------------------------------------------------------
     _rows = staticmethod(_layout.rows)
@@ -264,7 +288,7 @@ def _loops_for(kernel, f32=False):
     hit = _cache_state.get(("module", kernel, f32))
     if hit is not None:
         return hit
-    from . import _numba_math, _numba_math32
+    from . import _numba_math, _numba_math32, _numba_stream
 
     identity = kernel == "identity"
     piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
@@ -284,7 +308,7 @@ def _loops_for(kernel, f32=False):
     import numba
 
     digest = hashlib.sha256(text.encode() + numba.__version__.encode())
-    for math_module in (_numba_math, _numba_math32):
+    for math_module in (_numba_math, _numba_math32, _numba_stream):
         with open(math_module.__file__, "rb") as f:
             digest.update(f.read())
     name = f"fusedact_numba_{kernel}{'_f32' if f32 else ''}_{digest.hexdigest()[:16]}"
@@ -314,6 +338,13 @@ def _build_elementwise(numba, kernel, f32=False):
     loops = _loops_for(kernel, f32)
     return tuple((_jit(numba, f, False), _jit(numba, f, True))
                  for f in (loops.forward, loops.backward, loops.with_derivative))
+
+
+def _build_streamed(numba, kernel, f32=False):
+    loops = _loops_for(kernel, f32)
+    return tuple((_jit(numba, f, False), _jit(numba, f, True))
+                 for f in (loops.forward_streamed, loops.backward_streamed,
+                           loops.with_derivative_streamed))
 
 
 def _build_bias(numba, kernel, backward, f32=False):
