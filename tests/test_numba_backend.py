@@ -120,3 +120,28 @@ def test_stream_limit_env_var():
     assert r.returncode != 0
     assert "FUSEDACT_STREAM_MIN_MB='12.5' is not a whole number of MiB or 'off'" in r.stderr
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_both_two_prod_errs_are_exact(dtype):
+    """two_prod_err is one FMA where Numba's target has it and Dekker's product elsewhere: both
+    must return a * b - RN(a * b) exactly (checked in exact rationals), or the kernels that use
+    it (gelu, swish, softplus) would give other bits on a CPU without FMA."""
+    from fractions import Fraction
+
+    import numba
+
+    from fusedact.backends import _numba_math, _numba_math32
+
+    dekker = _numba_math32.two_prod_err_dekker if dtype == np.float32 else \
+        _numba_math.two_prod_err_dekker
+    variants = [numba.njit(f) for f in (_numba_math.two_prod_err_fma, dekker)]
+    rng = np.random.default_rng(3)
+    a = (rng.standard_normal(500) * 10.0 ** rng.integers(-6, 7, 500)).astype(dtype)
+    b = (rng.standard_normal(500) * 10.0 ** rng.integers(-6, 7, 500)).astype(dtype)
+    a[:4] = [1.0 + np.finfo(dtype).eps, 3.0, -0.0, 13.5]
+    b[:4] = [1.0 - np.finfo(dtype).epsneg, 1.0 / 3.0, 5.0, 13.5]
+    for x, y in zip(a, b):
+        p = dtype(x * y)
+        exact = Fraction(float(x)) * Fraction(float(y)) - Fraction(float(p))
+        for f in variants:
+            assert Fraction(float(f(x, y, p))) == exact, (f, x, y)

@@ -202,9 +202,9 @@ def tanh(x):
     return math.copysign(e / (e + 2.0), x)
 
 
-@jit
-def two_prod_err(a, b, p):
-    """a * b - p exactly, p = a * b rounded (Dekker with Veltkamp halves)."""
+def two_prod_err_dekker(a, b, p):
+    """a * b - p exactly, p = a * b rounded (Dekker with Veltkamp halves), for a CPU without
+    FMA, where llvm.fma is a call into libm."""
     ca = a * 134217729.0
     cb = b * 134217729.0
     ah = ca - (ca - a)
@@ -584,6 +584,33 @@ def _fma(typingctx, a, b, c):
         return builder.fma(*args)
 
     return a(a, a, a), codegen
+
+
+def two_prod_err_fma(a, b, p):
+    """a * b - p exactly, one FMA (float64 or float32)."""
+    return _fma(a, b, -p)
+
+
+def _target_has_fma():
+    """Whether Numba compiles for a CPU with FMA: the host's features, unless NUMBA_CPU_NAME
+    names another target (a portable cache), which is then taken to lack it."""
+    import numba
+    from llvmlite import binding
+
+    if numba.config.CPU_NAME not in (None, "host"):
+        return "+fma" in (numba.config.CPU_FEATURES or "")
+    try:
+        return bool(binding.get_host_cpu_features().get("fma", False))
+    except RuntimeError:  # the host's features unknown
+        return False
+
+
+# a * b - p exactly, as the C kernels' fa_two_prod_err: one FMA where the target has it, else
+# Dekker's ten operations; both exact, so the same bits either way (callers clamp the inputs
+# whose split would overflow). 262,144 elements, one thread, best of 41, two alternating runs
+# each: gelu forward float64 2280 -> 2029-2058 us, float32 243 -> 226; swish float64 within
+# the noise (488-551 either way).
+two_prod_err = jit(two_prod_err_fma if _target_has_fma() else two_prod_err_dekker)
 
 
 @jit

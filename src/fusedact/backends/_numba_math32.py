@@ -24,6 +24,7 @@ from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, LOG1P_P_F32
+from . import _numba_math
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
 from ._numba_math import clamp, div_const, fmax, fmin, nan_or, two_sum_err  # noqa: F401
 
@@ -345,11 +346,9 @@ def silu_der(x, p0, p1, p3):
     return s * (ONE + xc * oms)
 
 
-@jit
-def two_prod_err(a, b, p):
-    """a * b - p exactly, p = a * b rounded (Dekker with Veltkamp halves, split 2^12 + 1):
-    exact under contraction too, where a bare fma(a, b, -p) can lose p to common-subexpression
-    elimination."""
+def two_prod_err_dekker(a, b, p):
+    """a * b - p exactly, p = a * b rounded (Dekker with Veltkamp halves, split 2^12 + 1), for
+    a CPU without FMA; _numba_math.two_prod_err picks."""
     ca = a * SPLIT
     cb = b * SPLIT
     ah = ca - (ca - a)
@@ -357,6 +356,10 @@ def two_prod_err(a, b, p):
     al = a - ah
     bl = b - bh
     return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+two_prod_err = jit(_numba_math.two_prod_err_fma if _numba_math._target_has_fma()
+                   else two_prod_err_dekker)
 
 
 @jit
