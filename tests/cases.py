@@ -87,3 +87,55 @@ def finite_sample(dtype, domain, n=2000, seed=1):
     lo, hi = domain
     rng = np.random.default_rng(seed)
     return np.concatenate([np.linspace(lo, hi, n // 2), rng.uniform(lo, hi, n // 2)]).astype(dtype)
+
+
+def check_streamed_equals_plain(backend, set_stream_limit, names, sizes, seed):
+    """For the streaming-store loops of a backend (the C or numba one): with the limit at 0
+    every call of _layout.STREAMED_MODES streams, and each op and mode it has must write
+    exactly what the plain loops write (limit off), into outputs 0-15 elements past a 64-byte
+    line (the plain head; derivative=True's two outputs at the same offset half the time,
+    when both can stream), adversarial values first; nothing past the output is written,
+    and a forward in place gives the same result. set_stream_limit(bytes) sets the limit."""
+    from fusedact.backends import _layout
+
+    modes_by_id = ("forward", "backward", "derivative")
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        special = adversarial(dtype)
+        for name in names:
+            f, back = getattr(fusedact, name), getattr(fusedact, name + "_backward")
+            modes = [modes_by_id[m] for m in _layout.STREAMED_MODES[name]]
+            for k, n in enumerate(sizes):
+                x = (rng.standard_normal(n) * 4).astype(dtype)
+                x[: min(n, special.size)] = special[: min(n, special.size)]
+                g = rng.standard_normal(n).astype(dtype)
+                saved = f(x, backend=backend) if name in ("sigmoid", "tanh") else x
+                shift, shift2 = (int(s) for s in rng.integers(0, 16, 2))
+                shift2 = shift if k % 2 else shift2
+                results = {}
+                for limit in (_layout.STREAM_OFF, 0):
+                    set_stream_limit(limit)
+                    for mode in modes:
+                        buf = np.full(n + 32, 7.0, dtype)
+                        buf2 = np.full(n + 32, 7.0, dtype)
+                        out, out2 = buf[shift:shift + n], buf2[shift2:shift2 + n]
+                        if mode == "forward":
+                            f(x, out=out, backend=backend)
+                        elif mode == "backward":
+                            back(g, saved, out=out, backend=backend)
+                        else:
+                            f(x, derivative=True, out=(out, out2), backend=backend)
+                        results[limit, mode] = (buf, buf2)
+                for mode in modes:
+                    plain, streamed = results[_layout.STREAM_OFF, mode], results[0, mode]
+                    where = f"{name} {mode} {np.dtype(dtype).name} n={n} shift={shift}"
+                    np.testing.assert_array_equal(streamed[0], plain[0], err_msg=where)
+                    np.testing.assert_array_equal(streamed[1], plain[1], err_msg=where)
+                    assert (streamed[0][shift + n:] == 7.0).all(), where
+            if "forward" in modes:
+                x = (rng.standard_normal(100_000) * 4).astype(dtype)
+                set_stream_limit(_layout.STREAM_OFF)
+                want = f(x, backend=backend)
+                set_stream_limit(0)
+                f(x, out=x, backend=backend)
+                np.testing.assert_array_equal(x, want, err_msg=f"{name} in place")

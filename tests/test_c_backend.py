@@ -101,75 +101,23 @@ def test_param_sets_are_all_in_the_table():
     assert all(param_sets(n) for n in ELEMENTWISE_OPS)
 
 
-ALL_MODES = ("forward", "backward", "derivative")
-STREAMED = {  # csrc/fusedact.c, stream_pays: the ops and modes that stream above the size limit
-    "relu": ALL_MODES, "leaky_relu": ALL_MODES, "relu6": ALL_MODES, "hardtanh": ALL_MODES,
-    "sigmoid": ("backward",), "tanh": ("backward",), "hardsigmoid": ("backward",),
-    "hardswish": ("backward",), "softsign": ("backward",),
-}
-
-
-def _elementwise_calls(name, x, g, out, out2):
-    """Every mode of op `name`, writing into `out` (and `out2`), as (mode, thunk) pairs."""
-    f, back = getattr(fusedact, name), getattr(fusedact, name + "_backward")
-    saved = f(x, backend="c") if name in ("sigmoid", "tanh") else x
-    return {
-        "forward": lambda: f(x, out=out, backend="c"),
-        "backward": lambda: back(g, saved, out=out, backend="c"),
-        "derivative": lambda: f(x, derivative=True, out=(out, out2), backend="c"),
-    }
-
-
 @pytest.mark.parametrize("level", ["avx512", "avx2", "baseline"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_streamed_outputs_equal_plain_ones(level, threads):
     """With streaming stores forced on every call (limit 0), each streamed op and mode writes
-    exactly what plain stores write: tails of 1..67 elements, sizes around the 2048-byte block
-    (511-513 float32, 255-257 float64) and the parallel threshold, outputs misaligned by 1-15
-    elements (the 64-byte head, then streaming only if both outputs are aligned), in place,
-    and adversarial values. Nothing past the output is written."""
-    from cases import adversarial, variant_backend
+    exactly what plain stores write (cases.check_streamed_equals_plain): tails of 1..67
+    elements, sizes around the 2048-byte block (511-513 float32, 255-257 float64) and the
+    parallel threshold, misaligned outputs, in place, adversarial values."""
+    from cases import check_streamed_equals_plain, variant_backend
+    from fusedact.backends import _layout
 
     sizes = list(range(1, 68)) + [255, 256, 257, 511, 512, 513, 1537, THRESHOLD + 63, 200_003]
-    rng = np.random.default_rng(11)
     before = C.lib.fa_stream_min_bytes(-1)
     fusedact.set_num_threads(threads)
     try:
-        with variant_backend(f"c@{level}"):
-            for dtype in (np.float32, np.float64):
-                special = adversarial(dtype)
-                for name, modes in STREAMED.items():
-                    for n in sizes:
-                        x = (rng.standard_normal(n) * 4).astype(dtype)
-                        x[: min(n, special.size)] = special[: min(n, special.size)]
-                        g = rng.standard_normal(n).astype(dtype)
-                        shift = int(rng.integers(0, 16)) if n > 1024 else 0
-                        results = {}
-                        for limit in (2**63 - 1, 0):
-                            C.lib.fa_stream_min_bytes(limit)
-                            buf = np.full(n + 32, 7.0, dtype)
-                            buf2 = np.full(n + 32, 7.0, dtype)
-                            out, out2 = buf[shift:shift + n], buf2[shift:shift + n]
-                            calls = _elementwise_calls(name, x, g, out, out2)
-                            for mode in modes:
-                                calls[mode]()
-                                results[limit, mode] = (buf.copy(), buf2.copy())
-                        for mode in modes:
-                            plain, streamed = results[2**63 - 1, mode], results[0, mode]
-                            where = f"{name} {mode} {np.dtype(dtype).name} n={n} shift={shift}"
-                            np.testing.assert_array_equal(streamed[0], plain[0], err_msg=where)
-                            if mode == "derivative":
-                                np.testing.assert_array_equal(streamed[1], plain[1], err_msg=where)
-                            assert (streamed[0][shift + n:] == 7.0).all(), where
-                    # In place, streamed: x is both input and output.
-                    x = (rng.standard_normal(100_000) * 4).astype(dtype)
-                    C.lib.fa_stream_min_bytes(2**63 - 1)
-                    want = getattr(fusedact, name)(x, backend="c")
-                    C.lib.fa_stream_min_bytes(0)
-                    if "forward" in modes:
-                        y = x.copy()
-                        getattr(fusedact, name)(y, out=y, backend="c")
-                        np.testing.assert_array_equal(y, want, err_msg=f"{name} in place")
+        with variant_backend(f"c@{level}") as backend:
+            check_streamed_equals_plain(backend, C.lib.fa_stream_min_bytes,
+                                        list(_layout.STREAMED_MODES), sizes, seed=11)
     finally:
         C.lib.fa_stream_min_bytes(before)
         fusedact.set_num_threads(fusedact._threads._from_env())

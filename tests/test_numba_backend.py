@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import fusedact
-from cases import adversarial
+from cases import check_streamed_equals_plain
 
 if "numba" not in fusedact.available_backends():
     pytest.skip(f"the numba backend is unavailable: {fusedact.backend_status()['numba'][1]}",
@@ -20,67 +20,20 @@ if "numba" not in fusedact.available_backends():
 from fusedact.backends import _layout  # noqa: E402
 
 NUMBA = fusedact._dispatch._load("numba")[0]
-MODES = ("forward", "backward", "derivative")
-
-
-def _calls(name, x, g, out, out2):
-    f, back = getattr(fusedact, name), getattr(fusedact, name + "_backward")
-    saved = f(x, backend="numba") if name in ("sigmoid", "tanh") else x
-    return {
-        "forward": lambda: f(x, out=out, backend="numba"),
-        "backward": lambda: back(g, saved, out=out, backend="numba"),
-        "derivative": lambda: f(x, derivative=True, out=(out, out2), backend="numba"),
-    }
-
-
 @pytest.mark.parametrize("threads", [1, 2])
 def test_streamed_outputs_equal_plain_ones(threads):
-    """With the limit at 0 every call of STREAMED_MODES streams: each writes exactly what the
-    plain loops write, for sizes around the 2048-byte block (511-513 float32, 255-257
-    float64), tails, outputs 0-15 elements past a 64-byte line (the plain head), two outputs
-    at different offsets from a line (derivative=True then stays plain), sizes past the
-    parallel threshold (65,536) on two threads, and adversarial values; nothing past the
-    output is written, and in place works. (Two threads: relu only, every mode; each op
-    and mode is a separate compilation of the prange loop, about a second each.)"""
+    """With the limit at 0 every call of STREAMED_MODES streams, and writes exactly what the
+    plain loops write (cases.check_streamed_equals_plain): sizes around the 2048-byte block
+    (511-513 float32, 255-257 float64), tails, misaligned outputs, past the parallel
+    threshold (65,536) on two threads, in place. Two threads: relu only (each op and mode is
+    its own compilation of the prange loop, about a second)."""
     names = ["relu"] if threads == 2 else list(_layout.STREAMED_MODES)
     sizes = [1, 2, 15, 16, 17, 33, 255, 256, 257, 511, 512, 513, 1537, 70_001]
-    rng = np.random.default_rng(12)
     before = NUMBA.stream_min_bytes
     fusedact.set_num_threads(threads)
     try:
-        for dtype in (np.float32, np.float64):
-            special = adversarial(dtype)
-            for name in names:
-                modes = [MODES[m] for m in _layout.STREAMED_MODES[name]]
-                for k, n in enumerate(sizes):
-                    x = (rng.standard_normal(n) * 4).astype(dtype)
-                    x[: min(n, special.size)] = special[: min(n, special.size)]
-                    g = rng.standard_normal(n).astype(dtype)
-                    shift, shift2 = (int(s) for s in rng.integers(0, 16, 2))
-                    shift2 = shift if k % 2 else shift2  # both outputs stream, or not
-                    results = {}
-                    for limit in (_layout.STREAM_OFF, 0):
-                        NUMBA.stream_min_bytes = limit
-                        buf = np.full(n + 32, 7.0, dtype)
-                        buf2 = np.full(n + 32, 7.0, dtype)
-                        out, out2 = buf[shift:shift + n], buf2[shift2:shift2 + n]
-                        calls = _calls(name, x, g, out, out2)
-                        for mode in modes:
-                            calls[mode]()
-                            results[limit, mode] = (buf.copy(), buf2.copy())
-                    for mode in modes:
-                        plain, streamed = results[_layout.STREAM_OFF, mode], results[0, mode]
-                        where = f"{name} {mode} {np.dtype(dtype).name} n={n} shift={shift}"
-                        np.testing.assert_array_equal(streamed[0], plain[0], err_msg=where)
-                        np.testing.assert_array_equal(streamed[1], plain[1], err_msg=where)
-                        assert (streamed[0][shift + n:] == 7.0).all(), where
-                if "forward" in modes:
-                    x = (rng.standard_normal(100_000) * 4).astype(dtype)
-                    NUMBA.stream_min_bytes = _layout.STREAM_OFF
-                    want = getattr(fusedact, name)(x, backend="numba")
-                    NUMBA.stream_min_bytes = 0
-                    getattr(fusedact, name)(x, out=x, backend="numba")
-                    np.testing.assert_array_equal(x, want, err_msg=f"{name} in place")
+        check_streamed_equals_plain("numba", lambda limit: setattr(NUMBA, "stream_min_bytes",
+                                                                   limit), names, sizes, seed=12)
     finally:
         NUMBA.stream_min_bytes = before
         fusedact.set_num_threads(fusedact._threads._from_env())
