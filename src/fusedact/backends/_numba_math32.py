@@ -10,7 +10,7 @@ the bits of the float32 rounding trick, through two LLVM bitcasts like the float
 gelu, swish and mish follow the C float path's own mix of float and double (gelu's
 exponential in float, its rational function in double); swish and
 softplus take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3].
-gelu_tanh is not ported yet and keeps the float64 module for float32.
+gelu's tanh form follows the C float path too (2u in double, the exponential in float).
 """
 
 from __future__ import annotations
@@ -540,8 +540,46 @@ def gelu_der(x, p0, p1, p3):
     return ew if x < ZERO else ONE + ew
 
 
+# ---- gelu, tanh form: the C kernels' float path (csrc/fa_ops.inc): 2u and everything but the
+# exponential in double (x^3 of a float is exact to 1e-16 there; the float-only chain reached
+# 3.01 ULP at x = -2.99), the exponential in float of 2u's float part, its double remainder
+# applied to first order ----
+GELU_TANH_X32 = F(12.0)  # gelu(-12) in float is 0; above 12 it is x
+TWO_K32 = F(1.5957691216057308)  # 2 sqrt(2/pi)
+GELU_C32 = F(0.044715)
+
+
+@jit
+def gelu_tanh_fwd(x, p0, p1, p3):
+    xc = clamp(x, -GELU_TANH_X32, GELU_TANH_X32)
+    xd = np.float64(xc)
+    u2 = 1.5957691216057308 * (xd + 0.044715 * (xd * xd * xd))
+    a = -u2 if u2 < 0.0 else u2
+    a_hi = np.float32(a)
+    a_lo = a - np.float64(a_hi)  # a is finite: x was clamped
+    p, s1, s2 = exp_parts(-a_hi)
+    pd = np.float64(p) * (1.0 - a_lo)  # e^-a = pd s1 s2
+    e = np.float64((p * s1) * s2) * (1.0 - a_lo)
+    d = 1.0 + e
+    y = np.float32(xd / d) if u2 >= 0.0 else (np.float32(np.float64(x) * pd / d) * s1) * s2
+    y = x if x > GELU_TANH_X32 else y
+    return math.copysign(ZERO, x) if x < -GELU_TANH_X32 else y
+
+
+@jit
+def gelu_tanh_der(x, p0, p1, p3):
+    """s + 2 x s (1 - s) k (1 + 3 c x^2), s = sigmoid(2u), in float as C's float path."""
+    xc = clamp(x, -GELU_TANH_X32, GELU_TANH_X32)
+    u2 = TWO_K32 * (xc + GELU_C32 * xc * xc * xc)
+    e = exp_lite_neg(-abs(u2))
+    d = ONE + e
+    s = ONE / d if u2 >= ZERO else e / d
+    oms = e / d if u2 >= ZERO else ONE / d
+    return s + xc * s * oms * TWO_K32 * (ONE + THREE * GELU_C32 * xc * xc)
+
+
 # The kernels this module serves for float32 data (numba_backend._F32_KERNELS names the same;
 # a test keeps them equal).
 KERNELS = ("sigmoid", "tanh", "relu", "leaky_relu", "relu6", "hardtanh", "elu", "selu", "celu",
            "silu", "logsigmoid", "hardsigmoid", "hardswish", "softsign", "gelu", "swish",
-           "softplus", "mish")
+           "softplus", "mish", "gelu_tanh")

@@ -31,7 +31,7 @@ _PARALLEL_MIN = 65536
 # The ops _numba_math32 serves (kept here so that importing this module imports no numba).
 _F32_KERNELS = frozenset(("sigmoid", "tanh", "relu", "leaky_relu", "relu6", "hardtanh", "elu",
                           "selu", "celu", "silu", "logsigmoid", "hardsigmoid", "hardswish",
-                          "softsign", "gelu", "swish", "softplus", "mish"))
+                          "softsign", "gelu", "swish", "softplus", "mish", "gelu_tanh"))
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 
 
