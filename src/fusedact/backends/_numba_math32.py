@@ -10,7 +10,7 @@ the bits of the float32 rounding trick, through two LLVM bitcasts like the float
 gelu, swish and mish follow the C float path's own mix of float and double (gelu's
 exponential in float, its rational function in double); swish and
 softplus take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3].
-gelu's tanh form follows the C float path too (2u in double, the exponential in float).
+gelu's tanh form follows the C AVX-512 float loop (2u as a float pair, silu's quotient).
 """
 
 from __future__ import annotations
@@ -540,42 +540,68 @@ def gelu_der(x, p0, p1, p3):
     return ew if x < ZERO else ONE + ew
 
 
-# ---- gelu, tanh form: the C kernels' float path (csrc/fa_ops.inc): 2u and everything but the
-# exponential in double (x^3 of a float is exact to 1e-16 there; the float-only chain reached
-# 3.01 ULP at x = -2.99), the exponential in float of 2u's float part, its double remainder
-# applied to first order ----
+# ---- gelu, tanh form: the C kernels' AVX-512 float loop (fa512_gelu_tanh), float only: 2u as
+# a float pair (every product split exactly, both constants split in two floats), sigmoid as
+# silu's one quotient (silu_fwd above) with z = -2u, and 2u's error folded into the
+# denominator before its rounding (2Sum). 262,144 floats, one thread: MEASURED ----
 GELU_TANH_X32 = F(12.0)  # gelu(-12) in float is 0; above 12 it is x
 TWO_K32 = F(1.5957691216057308)  # 2 sqrt(2/pi)
+TWO_K32_LO = F(1.5957691216057308 - float(TWO_K32))
 GELU_C32 = F(0.044715)
+GELU_C32_LO = F(0.044715 - float(GELU_C32))
 
 
 @jit
 def gelu_tanh_fwd(x, p0, p1, p3):
     xc = clamp(x, -GELU_TANH_X32, GELU_TANH_X32)
-    xd = np.float64(xc)
-    u2 = 1.5957691216057308 * (xd + 0.044715 * (xd * xd * xd))
-    a = -u2 if u2 < 0.0 else u2
-    a_hi = np.float32(a)
-    a_lo = a - np.float64(a_hi)  # a is finite: x was clamped
-    p, s1, s2 = exp_parts(-a_hi)
-    pd = np.float64(p) * (1.0 - a_lo)  # e^-a = pd s1 s2
-    e = np.float64((p * s1) * s2) * (1.0 - a_lo)
-    d = 1.0 + e
-    y = np.float32(xd / d) if u2 >= 0.0 else (np.float32(np.float64(x) * pd / d) * s1) * s2
+    xx = xc * xc
+    xx_e = two_prod_err(xc, xc, xx)
+    x3 = xx * xc
+    x3_e = two_prod_err(xx, xc, x3) + xx_e * xc
+    cx3 = GELU_C32 * x3
+    cx3_e = two_prod_err(GELU_C32, x3, cx3) + GELU_C32 * x3_e + GELU_C32_LO * x3
+    inner = xc + cx3
+    in_e = two_sum_err(xc, cx3, inner) + cx3_e
+    u2 = inner * TWO_K32
+    err = two_prod_err(inner, TWO_K32, u2) + TWO_K32 * in_e + TWO_K32_LO * inner
+    # e^-u2 = p 2^k for either sign (|u2| <= 143); u2 >= 0: x / (1 + p 2^k); below:
+    # (x / (p + 2^-k)) 2^-k, the scales as two normal halves
+    p, t = reduce(-u2)
+    k = np.int32(np.int64(_bits(t)) - np.int64(MAGIC_BITS))
+    k1 = k >> 1
+    k2 = k - k1
+    neg = u2 < ZERO
+    j1 = -k1 if neg else k1
+    j2 = -k2 if neg else k2
+    s1 = _from_ibits(np.int32((j1 + 127) << 23))
+    s2 = _from_ibits(np.int32((j2 + 127) << 23))
+    lead = p if neg else ONE
+    rest = s1 * s2 if neg else (p * s1) * s2
+    # x sigmoid(u2 + err) = x / (den - err pterm) to first order, pterm the exponential's term
+    den = lead + rest
+    den_e = two_sum_err(lead, rest, den)
+    den = den + (den_e - err * (lead if neg else rest))
+    q = xc / den
+    y = (q * s1) * s2 if neg else q
     y = x if x > GELU_TANH_X32 else y
-    return math.copysign(ZERO, x) if x < -GELU_TANH_X32 else y
+    return -ZERO if x < -GELU_TANH_X32 else y
 
 
 @jit
 def gelu_tanh_der(x, p0, p1, p3):
-    """s + 2 x s (1 - s) k (1 + 3 c x^2), s = sigmoid(2u), in float as C's float path."""
+    """s + 2 x s (1 - s) k (1 + 3 c x^2), s = sigmoid(2u): the C AVX-512 loop's form
+    (fa512_gelu_tanh_der), s and 1 - s from one division."""
     xc = clamp(x, -GELU_TANH_X32, GELU_TANH_X32)
-    u2 = TWO_K32 * (xc + GELU_C32 * xc * xc * xc)
+    xx = xc * xc
+    u2 = TWO_K32 * ((GELU_C32 * xx) * xc + xc)
     e = exp_lite_neg(-abs(u2))
-    d = ONE + e
-    s = ONE / d if u2 >= ZERO else e / d
-    oms = e / d if u2 >= ZERO else ONE / d
-    return s + xc * s * oms * TWO_K32 * (ONE + THREE * GELU_C32 * xc * xc)
+    i = ONE / (ONE + e)
+    t = e * i
+    pos = u2 >= ZERO
+    s = i if pos else t
+    oms = t if pos else i
+    slope = (THREE * GELU_C32) * xx + ONE
+    return s * (((xc * oms) * TWO_K32) * slope + ONE)
 
 
 # The kernels this module serves for float32 data (numba_backend._F32_KERNELS names the same;
