@@ -543,7 +543,9 @@ def gelu_der(x, p0, p1, p3):
 # ---- gelu, tanh form: the C kernels' AVX-512 float loop (fa512_gelu_tanh), float only: 2u as
 # a float pair (every product split exactly, both constants split in two floats), sigmoid as
 # silu's one quotient (silu_fwd above) with z = -2u, and 2u's error folded into the
-# denominator before its rounding (2Sum). 262,144 floats, one thread: MEASURED ----
+# denominator before its rounding (2Sum). 262,144 floats, one thread, side by side with c:
+# 434 -> 285 us (2u and the quotient in double, the C portable loop's former form); the same
+# bits as c's AVX-512 loop on 44M floats, 2.44 ULP at most ----
 GELU_TANH_X32 = F(12.0)  # gelu(-12) in float is 0; above 12 it is x
 TWO_K32 = F(1.5957691216057308)  # 2 sqrt(2/pi)
 TWO_K32_LO = F(1.5957691216057308 - float(TWO_K32))
