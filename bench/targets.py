@@ -155,7 +155,8 @@ def main(argv=None) -> int:
                         row.append(f"{torch_t / c_t:.2f}" if c_t and torch_t else "-")
                         row.append(f"{100 * copy_t / c_t:.0f}" if c_t else "-")
                         row.append(f"{c_t / nb_t:.2f}" if c_t and nb_t else "-")
-                        judged = op in ELEMENTWISE_OPS or op in ("softmax", "log_softmax")
+                        judged = (_bench.base_op(op) in ELEMENTWISE_OPS
+                                  or op in ("softmax", "log_softmax"))
                         cv = _verdict(c_t, torch_t, copy_t) if c_t and judged else "-"
                         nv = _verdict(nb_t, torch_t, copy_t, c_t) if nb_t and judged else "-"
                         if not judged and nb_t and c_t:  # row/bias ops: numba vs c only
@@ -165,6 +166,8 @@ def main(argv=None) -> int:
                         for b, v in (("c", cv), ("numba", nv)):
                             if v != "-":
                                 summary[b].append((v == "ok", case, threads))
+                        # the geometric mean over the catalogue's ops (gelu_tanh, a variant
+                        # of gelu, is judged per case but left out of it)
                         if c_t and torch_t and op in ELEMENTWISE_OPS:
                             geo.setdefault((dtype, n, threads), []).append(torch_t / c_t)
                         if op == "sigmoid" and direction == "forward" and dtype == "float32" \

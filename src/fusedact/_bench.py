@@ -43,11 +43,23 @@ class Case:
         return f"{self.op}-{self.direction}-{self.dtype}-{self.n}-{self.data}"
 
 
-BENCH_OPS = ELEMENTWISE_OPS + ("softmax", "log_softmax", "maxout", "bias_act",
-                               "softmax_cross_entropy")
+# Parameter variants benchmarked as ops of their own: gelu's tanh form (GPT-2's and BERT's
+# "gelu_new") is its own kernel in every backend, and PyTorch's too.
+VARIANTS = {"gelu_tanh": ("gelu", {"approximate": "tanh"})}
+_AFTER_GELU = ELEMENTWISE_OPS.index("gelu") + 1
+BENCH_OPS = (ELEMENTWISE_OPS[:_AFTER_GELU] + ("gelu_tanh",) + ELEMENTWISE_OPS[_AFTER_GELU:]
+             + ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy"))
+
+
+def base_op(op):
+    """The catalogue op a bench op runs (gelu for gelu_tanh)."""
+    return VARIANTS[op][0] if op in VARIANTS else op
 
 
 def _params(op):
+    if op in VARIANTS:
+        base, extra = VARIANTS[op]
+        return {**OPS[base].defaults(), **extra}
     return OPS[op].defaults() if op in OPS and op not in ("maxout",) else {}
 
 
@@ -65,7 +77,7 @@ def make_inputs(case: Case, seed: int = 0) -> dict:
         x = x[: rows * ROW].reshape(rows, -1) if n >= ROW else x.reshape(1, -1)
         g = g[: x.size].reshape(x.shape)
     inputs = {"x": x, "g": g}
-    spec = OPS.get(case.op)
+    spec = OPS.get(base_op(case.op))
     if case.op == "maxout":
         inputs["g"] = g[..., ::2].copy()
     elif case.op == "bias_act":
@@ -73,7 +85,8 @@ def make_inputs(case: Case, seed: int = 0) -> dict:
     elif case.op == "softmax_cross_entropy":
         inputs["labels"] = rng.integers(0, x.shape[-1], x.shape[0])
     if spec is not None and case.direction == "backward" and spec.saved == "y":
-        inputs["saved"] = getattr(fusedact, case.op)(x, **_params(case.op), backend="numpy")
+        inputs["saved"] = getattr(fusedact, base_op(case.op))(x, **_params(case.op),
+                                                              backend="numpy")
     else:
         inputs["saved"] = x
     return inputs
@@ -102,6 +115,8 @@ def _naive_forward(op, x, p):
         "swish": lambda: x / (1 + e(-p["beta"] * x)),
         "mish": lambda: x * np.tanh(np.log1p(e(x))),
         "gelu": lambda: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+        "gelu_tanh": lambda: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi)
+                                                    * (x + 0.044715 * x ** 3))),
         "softplus": lambda: np.where(x * p["beta"] > p["threshold"], x,
                                      np.log1p(e(p["beta"] * x)) / p["beta"]),
         "logsigmoid": lambda: -np.log1p(e(-x)),
@@ -130,6 +145,9 @@ def _naive_backward(op, g, s, p):
             np.tanh(np.log1p(e(s))), 1 / (1 + e(-s))),
         "gelu": lambda: g * (0.5 * (1 + _erf(s / math.sqrt(2)))
                              + s * e(-0.5 * s * s) / math.sqrt(2 * math.pi)),
+        "gelu_tanh": lambda: (lambda k, t: g * (0.5 * (1 + t) + 0.5 * s * (1 - t * t) * k
+                                                * (1 + 3 * 0.044715 * s * s)))(
+            math.sqrt(2 / math.pi), np.tanh(math.sqrt(2 / math.pi) * (s + 0.044715 * s ** 3))),
         "softplus": lambda: g * np.where(s * p["beta"] > p["threshold"], 1,
                                          1 / (1 + e(-p["beta"] * s))),
         "logsigmoid": lambda: g / (1 + e(s)),
@@ -198,9 +216,9 @@ def _fusedact(case, inp, backend):
     if case.op == "softmax_cross_entropy":
         return lambda: fusedact.softmax_cross_entropy(x, inp["labels"], backend=backend)
     if case.direction == "forward":
-        f = getattr(fusedact, op)
+        f = getattr(fusedact, base_op(op))
         return lambda: f(x, **p, backend=backend)
-    f = getattr(fusedact, f"{op}_backward")
+    f = getattr(fusedact, f"{base_op(op)}_backward")
     return lambda: f(g, s, **p, backend=backend)
 
 
@@ -238,9 +256,9 @@ def _torch(case, inp):
             return loss, grad
         return sce
     if case.direction == "forward":
-        f = _torchref.forward_fn(op, p)
+        f = _torchref.forward_fn(base_op(op), p)
         return lambda: f(x)
-    f = _torchref.backward_fn(op, p)
+    f = _torchref.backward_fn(base_op(op), p)
     return lambda: f(g, s)
 
 
@@ -258,11 +276,11 @@ def contenders(case: Case, inp: dict, backends=None) -> dict:
         if b == "cuda":
             continue
         instance = fusedact._dispatch._load(b)[0]
-        if instance is not None and instance.has_kernel(case.op):
+        if instance is not None and instance.has_kernel(base_op(case.op)):
             out[f"fusedact[{b}]"] = _fusedact(case, inp, b)
     x, g, s = inp["x"], inp["g"], inp["saved"]
     p = _params(case.op)
-    if case.op in ELEMENTWISE_OPS:
+    if base_op(case.op) in ELEMENTWISE_OPS:
         if case.direction == "forward":
             out[NAIVE] = _naive_forward(case.op, x, p)
             if case.op == "sigmoid":
