@@ -40,7 +40,8 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
 
     def __init__(self):
         self._loops = {}  # (kernel name, shape) -> (serial, parallel) dispatchers
-        self._lanes = {}  # (mode, op, params, dtype) -> (loops, p0, p1, p3) of a past call
+        # (mode, op, params, dtype) -> (loops, p0, p1, p3, kernel, f32) of a past call
+        self._lanes = {}
         self.numba = None
         # bytes of a call's arrays from which STREAMED_MODES stream (the C backend's limit)
         self.stream_min_bytes = _layout.STREAM_MIN_BYTES_DEFAULT
