@@ -318,21 +318,32 @@ def silu_fwd(x, p0, p1, p3):
     xc = SILU_LO if x < SILU_LO else x  # NaN stays
     z = -xc
     z = SILU_LO if z < SILU_LO else z
+    neg = x < ZERO
+    lead, rest, s1, s2 = one_plus_exp_parts(z, neg)
+    q = xc / (lead + rest)
+    return (q * s1) * s2 if neg else q
+
+
+@jit
+def one_plus_exp_parts(z, neg):
+    """1 + e^z for |z| <= 150 as (lead + rest) / (s1 s2) when neg (z >= 0), lead + rest when
+    not (z <= 0), every part in range: e^z = p 2^k and
+      not neg: lead = 1, rest = p 2^k, s1 s2 = 2^k;
+      neg:     lead = p, rest = 2^-k,  s1 s2 = 2^-k,
+    the scales as two normal halves (k reaches 217 at z = 150). The caller's quotient
+    x / (lead + rest) then takes s1 s2 last when neg, underflowing gradually (silu, gelu_tanh)."""
     p, t = reduce(z)
     k = np.int32(np.int64(_bits(t)) - np.int64(MAGIC_BITS))
     k1 = k >> 1
     k2 = k - k1
-    neg = x < ZERO
-    # x >= 0: the scales 2^k1, 2^k2 (k <= 0); x < 0: 2^-k1, 2^-k2 (k >= 0); one pair of selects
-    # rather than branches, which kept the loop from vectorising
+    # one pair of selects rather than branches, which kept the loop from vectorising
     j1 = -k1 if neg else k1
     j2 = -k2 if neg else k2
     s1 = _from_ibits(np.int32((j1 + 127) << 23))
     s2 = _from_ibits(np.int32((j2 + 127) << 23))
     lead = p if neg else ONE
     rest = s1 * s2 if neg else (p * s1) * s2
-    q = xc / (lead + rest)
-    return (q * s1) * s2 if neg else q
+    return lead, rest, s1, s2
 
 
 @jit
@@ -566,19 +577,9 @@ def gelu_tanh_fwd(x, p0, p1, p3):
     in_e = two_sum_err(xc, cx3, inner) + cx3_e
     u2 = inner * TWO_K32
     err = two_prod_err(inner, TWO_K32, u2) + TWO_K32 * in_e + TWO_K32_LO * inner
-    # e^-u2 = p 2^k for either sign (|u2| <= 143); u2 >= 0: x / (1 + p 2^k); below:
-    # (x / (p + 2^-k)) 2^-k, the scales as two normal halves
-    p, t = reduce(-u2)
-    k = np.int32(np.int64(_bits(t)) - np.int64(MAGIC_BITS))
-    k1 = k >> 1
-    k2 = k - k1
+    # 1 + e^-u2 (|u2| <= 143): u2 >= 0: x / (1 + p 2^k); below: (x / (p + 2^-k)) 2^-k
     neg = u2 < ZERO
-    j1 = -k1 if neg else k1
-    j2 = -k2 if neg else k2
-    s1 = _from_ibits(np.int32((j1 + 127) << 23))
-    s2 = _from_ibits(np.int32((j2 + 127) << 23))
-    lead = p if neg else ONE
-    rest = s1 * s2 if neg else (p * s1) * s2
+    lead, rest, s1, s2 = one_plus_exp_parts(-u2, neg)
     # x sigmoid(u2 + err) = x / (den - err pterm) to first order, pterm the exponential's term
     den = lead + rest
     den_e = two_sum_err(lead, rest, den)
