@@ -98,3 +98,123 @@ def test_both_two_prod_errs_are_exact(dtype):
         exact = Fraction(float(x)) * Fraction(float(y)) - Fraction(float(p))
         for f in variants:
             assert Fraction(float(f(x, y, p))) == exact, (f, x, y)
+
+
+def _jitted(fn):
+    import numba
+
+    return numba.njit(fastmath={"contract"}, error_model="numpy")(fn)
+
+
+@pytest.mark.parametrize("permute", [True, False], ids=["permutes", "global-load"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_table_reader_reads_every_entry(dtype, permute):
+    """_numba_table's read(i) is values[i mod 16] in both of its forms (the permutes of
+    AVX-512 targets, a constant global elsewhere), in the vectorized body and the scalar tail
+    (sizes 1..33 and 1000), from a loop called directly (the permutes then stay calls to the
+    vector versions) and through inlining_caller (they are inlined), short tables padded
+    with 0."""
+    from fusedact.backends import _numba_table
+
+    if permute and not _numba_table.target_has_avx512():
+        pytest.skip("the permute form is AVX-512 code, and Numba's target here has no AVX-512")
+    values = [1.5 * j - 7.25 for j in range(13)]  # 13 entries: 13, 14, 15 read 0
+    tag = f"test_{np.dtype(dtype).name}_{permute}"
+    read = _numba_table.table_reader(tag, values, dtype, permute=permute)
+    table = np.array(values + [0.0] * 3, dtype)
+
+    def loop(idx, out):
+        for i in range(idx.size):
+            out[i] = read(idx[i])
+
+    inner = _jitted(loop)
+    call = _numba_table.inlining_caller(inner)
+
+    def through_caller(idx, out):
+        call((idx, out))
+
+    rng = np.random.default_rng(5)
+    for fn in (inner, _jitted(through_caller)):
+        for n in list(range(1, 34)) + [1000]:
+            idx = rng.integers(-40, 40, n)
+            out = np.full(n, np.nan, dtype)
+            fn(idx, out)
+            np.testing.assert_array_equal(out, table[idx % 16], err_msg=f"n={n}")
+
+
+def test_table_reader_rejects_bad_tables():
+    from fusedact.backends import _numba_table
+
+    with pytest.raises(ValueError, match="up to 16 float32/float64 values"):
+        _numba_table.table_reader("test_long", list(range(17)), np.float64)
+    with pytest.raises(ValueError, match="up to 16 float32/float64 values"):
+        _numba_table.table_reader("test_int", [1, 2], np.int32)
+    _numba_table.table_reader("test_twice", [1.0], np.float64)
+    with pytest.raises(ValueError, match="defined twice"):
+        _numba_table.table_reader("test_twice", [1.0], np.float64)
+
+
+@pytest.mark.parametrize("f32", [True, False], ids=["float32", "float64"])
+def test_gelu_loops_read_their_tables_by_permutes(f32, monkeypatch):
+    """On an AVX-512 target the serial and parallel gelu loops pick R(a)'s coefficients with
+    permutes (vpermd / vpermt2pd) inlined into the loop: no gather, and no call to a vector
+    version left in the compiled code (the one mistake that still gives right answers, at
+    1.4x the time of the gathers)."""
+    from fusedact.backends import _numba_table, numba_backend
+
+    if not _numba_table.target_has_avx512():
+        pytest.skip("the permutes are AVX-512 code, and Numba's target here has no AVX-512")
+    dtype = np.float32 if f32 else np.float64
+    loops = numba_backend._loops_for("gelu", f32)  # first: the module the backend itself uses
+    # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show
+    monkeypatch.setattr(numba_backend, "_cache_usable", lambda: False)
+    serial, parallel = numba_backend._jit_pair(NUMBA.numba, loops.forward, tables=True)
+    x = np.linspace(-13.5, 20, 70_001).astype(dtype)  # below, c and numba give -0 (SPEC 5)
+    want = fusedact.gelu(x, backend="numpy")
+    for loop in (serial, parallel):
+        out = np.empty_like(x)
+        loop(x, out, 0.0, 0.0, 0.0)
+        # 3 ULP, the limit of SPEC 5, counted in subnormal steps below the normals
+        np.testing.assert_allclose(out, want, rtol=3 * np.finfo(dtype).eps,
+                                   atol=3 * np.finfo(dtype).smallest_subnormal)
+        asm = "".join(loop.inspect_asm().values())
+        llvm = "".join(loop.inspect_llvm().values())
+        assert "\tvperm" in asm  # vpermd/vpermps, vpermt2pd/vpermi2pd: LLVM picks
+        assert "gather" not in asm
+        variants = [line for line in llvm.splitlines()
+                    if "call" in line and "@fusedact_table_" in line and "_v" in line]
+        assert not variants, variants[:3]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gelu_has_the_c_backends_bits(dtype):
+    """numba's gelu runs the C kernels' algorithm in the C kernels' order of operations (on
+    AVX-512 targets the AVX-512 loop's float pieces for float32): forward, backward,
+    derivative=True and bias_act give the c backend's bits, specials and tails included."""
+    if "c" not in fusedact.available_backends():
+        pytest.skip("the c backend is not built")
+    from fusedact.backends import _numba_table
+
+    c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
+    # float32: numba's form follows the target (pieces with AVX-512, else the portable
+    # rational); float64 needs c's FMA levels, as numba contracts a * b + c
+    same = (_numba_table.target_has_avx512() == (c_level == "avx512") if dtype == np.float32
+            else c_level in ("avx2", "avx512"))
+    if not same:
+        pytest.skip(f"numba and c run different {np.dtype(dtype).name} forms here (c: {c_level})")
+    rng = np.random.default_rng(8)
+    x = np.concatenate([rng.standard_normal(20_000) * 4, np.linspace(-40, 40, 4001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 13.5, -13.5, 38.0, -38.0,
+                         1e-40, -1e-40, 5e-324, -5e-324]]).astype(dtype)
+    g = rng.standard_normal(x.size).astype(dtype)
+    for n in (x.size, 1, 7, 17, 33):
+        for name, call in (("gelu", lambda b: fusedact.gelu(x[:n], backend=b)),
+                           ("gelu_backward", lambda b: fusedact.gelu_backward(g[:n], x[:n],
+                                                                               backend=b)),
+                           ("derivative", lambda b: fusedact.gelu(x[:n], derivative=True,
+                                                                  backend=b)[1])):
+            np.testing.assert_array_equal(call("numba"), call("c"), err_msg=f"{name} n={n}")
+    rows = x[:24_000].reshape(-1, 96)
+    bias = rng.standard_normal(96).astype(dtype)
+    np.testing.assert_array_equal(fusedact.bias_act(rows, bias, "gelu", backend="numba"),
+                                  fusedact.bias_act(rows, bias, "gelu", backend="c"))

@@ -192,6 +192,61 @@ def bias_backward(g, x, bias, gx, partial, p0, p1, p3):
                 acc[j] += np.float64(gx[r, j])
 
 
+# ---- kernels that read _numba_table's tables (float64 gelu) ---------------------------------
+# Their loops reach the speed of the permutes only inside a jitted caller (_numba_table's
+# inlining_caller explains why): the serial loop is `inlined_call` with `call_inner` bound to
+# the loop, and the parallel one runs that serial loop on chunks of the arrays (a prange
+# loop's body is compiled apart, where the permutes would stay calls). numba_backend binds
+# `call_inner` and `serial_loop` in each copy.
+def inlined_call(*args):
+    return call_inner(args)  # noqa: F821
+
+
+PARALLEL_CHUNK = 16384  # elements a prange step: 8 steps at 131,072 elements on 2 threads
+
+
+def chunk_bounds(c, n, step):
+    lo = c * step
+    return lo, min(n, lo + step)
+
+
+def forward_chunked(x, out, p0, p1, p3):
+    for c in prange(-(-x.size // PARALLEL_CHUNK)):
+        lo, hi = chunk_bounds(c, x.size, PARALLEL_CHUNK)
+        serial_loop(x[lo:hi], out[lo:hi], p0, p1, p3)  # noqa: F821
+
+
+def backward_chunked(g, s, out, p0, p1, p3):
+    for c in prange(-(-g.size // PARALLEL_CHUNK)):
+        lo, hi = chunk_bounds(c, g.size, PARALLEL_CHUNK)
+        serial_loop(g[lo:hi], s[lo:hi], out[lo:hi], p0, p1, p3)  # noqa: F821
+
+
+def with_derivative_chunked(x, out_y, out_d, p0, p1, p3):
+    for c in prange(-(-x.size // PARALLEL_CHUNK)):
+        lo, hi = chunk_bounds(c, x.size, PARALLEL_CHUNK)
+        serial_loop(x[lo:hi], out_y[lo:hi], out_d[lo:hi], p0, p1, p3)  # noqa: F821
+
+
+def bias_forward_chunked(x, bias, out, p0, p1, p3):
+    step = max(1, PARALLEL_CHUNK // max(1, x.shape[1]))  # rows
+    for c in prange(-(-x.shape[0] // step)):
+        lo, hi = chunk_bounds(c, x.shape[0], step)
+        serial_loop(x[lo:hi], bias, out[lo:hi], p0, p1, p3)  # noqa: F821
+
+
+def bias_backward_chunked(g, x, bias, gx, partial, p0, p1, p3):
+    # whole blocks of BIAS_BLOCK_ROWS a step: each block's partial sums as in one serial call
+    step = max(1, PARALLEL_CHUNK // max(1, BIAS_BLOCK_ROWS * x.shape[1]))  # blocks
+    for c in prange(-(-partial.shape[0] // step)):
+        lo, hi = chunk_bounds(c, partial.shape[0], step)
+        rows = slice(lo * BIAS_BLOCK_ROWS, hi * BIAS_BLOCK_ROWS)
+        serial_loop(g[rows], x[rows], bias, gx[rows], partial[lo:hi], p0, p1, p3)  # noqa: F821
+
+
+chunk_bounds = _inline(chunk_bounds)
+
+
 # ---- rows: the softmax family, maxout, cross-entropy -------------------------------------
 # Reductions along a row: a single running float max or compensated sum is a serial chain
 # LLVM cannot vectorise (softmax on rows of 1024 ran at 0.08x the C kernels that way); they

@@ -19,6 +19,7 @@ from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import ERFC_CHEB_F64, ERFC_K, GELU_AMAX_F64, GELU_PIECES_F64, LOG1P_P_F64
+from ._numba_table import table_reader
 
 # fastmath only for contraction (a*b+c -> fma): it cannot change NaN/inf behaviour.
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
@@ -456,14 +457,17 @@ def gelu_der_series(x, p0, p1, p3):
 # gelu for the CPU: the C kernels' float64 algorithm (csrc/fa_ops.inc explains it), R(a) on 11
 # table pieces of [0, 38] numbered by the bits of a + 1, e^(-a^2/2) with a^2/2 split exactly:
 # 2.0 ULP against mpmath where the series above reaches 4.0 (x = -27.2), and the same bits as
-# the C backend's AVX2 and AVX-512 loops. The table reads become gathers: 262,144 doubles, one
-# thread, 1.51 -> 2.28 ms. The cuda backend keeps the series (gelu_fwd_series): it reads no
-# array, and a table read per lane from device memory has not been measured on a GPU here.
-_GELU_PIECES = np.array(GELU_PIECES_F64, dtype=np.float64)
-_lines = ["u = a - _GELU_PIECES[0, i]", f"r = _GELU_PIECES[{len(GELU_PIECES_F64) - 1}, i]"]
-_lines += [f"r = r * u + _GELU_PIECES[{j}, i]" for j in range(len(GELU_PIECES_F64) - 2, 0, -1)]
+# the C backend's AVX2 and AVX-512 loops. Each coefficient row is a _numba_table table: on
+# AVX-512 targets one vpermt2pd a row, as in C, elsewhere a gather. 262,144 doubles, one
+# thread, median of 41, side by side with c (us): forward 2061-2067 with gathers -> 698-717
+# (c 638-657), backward 2201-2220 -> 721-725 (c 668). The cuda backend keeps the series
+# (gelu_fwd_series): it reads no array, and the permutes are x86 code.
+_namespace = {f"_gelu_row{j}": table_reader(f"gelu_f64_row{j}", row, np.float64)
+              for j, row in enumerate(GELU_PIECES_F64)}
+_last = len(GELU_PIECES_F64) - 1
+_lines = ["u = a - _gelu_row0(i)", f"r = _gelu_row{_last}(i)"]
+_lines += [f"r = r * u + _gelu_row{j}(i)" for j in range(_last - 1, 0, -1)]
 _lines.append("return r")
-_namespace = {"_GELU_PIECES": _GELU_PIECES}
 exec("def _gelu_piece_r(a, i):\n    " + "\n    ".join(_lines), _namespace)  # noqa: S102
 _gelu_piece_r = njit(inline="always", fastmath={"contract"}, error_model="numpy")(
     _namespace["_gelu_piece_r"])

@@ -7,9 +7,10 @@ The float64 module (``_numba_math``) widens float32 data and so runs at half the
 functions keep float32 throughout. Every constant is a ``np.float32`` global (Numba types a
 Python float as float64, which would widen the whole expression again), and 2^k comes from
 the bits of the float32 rounding trick, through two LLVM bitcasts like the float64 module's.
-gelu, swish and mish follow the C float path's own mix of float and double (gelu's
-exponential in float, its rational function in double); swish and
-softplus take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3].
+swish and mish follow the C float path's own mix of float and double; swish and softplus
+take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3]. gelu
+follows the C AVX-512 float loop on AVX-512 targets (R(a) on 16 pieces, read by permutes)
+and the C float path elsewhere (its exponential in float, its rational function in double).
 gelu's tanh form follows the C AVX-512 float loop (2u as a float pair, silu's quotient).
 """
 
@@ -23,10 +24,11 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
-from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, LOG1P_P_F32
+from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, GELU_PIECES_F32, LOG1P_P_F32
 from . import _numba_math
+from ._numba_table import table_reader, target_has_avx512
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
-from ._numba_math import clamp, div_const, fmax, fmin, nan_or, two_sum_err  # noqa: F401
+from ._numba_math import _fma, clamp, div_const, fmax, fmin, nan_or, two_sum_err  # noqa: F401
 
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
 
@@ -531,7 +533,7 @@ def gelu_parts(a):
 
 
 @jit
-def gelu_fwd(x, p0, p1, p3):
+def gelu_fwd_rational(x, p0, p1, p3):
     a = fmin(abs(x), GELU_AMAX32)  # NaN stays NaN
     rat, r, q1, s = gelu_parts(a)
     v = np.float32(np.float64(math.copysign(a, x)) * rat)  # x R(a)
@@ -541,7 +543,7 @@ def gelu_fwd(x, p0, p1, p3):
 
 
 @jit
-def gelu_der(x, p0, p1, p3):
+def gelu_der_rational(x, p0, p1, p3):
     a = fmin(abs(x), GELU_AMAX32)
     rat, r, q1, s = gelu_parts(a)
     big_r = np.float32(rat)
@@ -549,6 +551,76 @@ def gelu_der(x, p0, p1, p3):
     ew = (((w * r) * q1 + w) * s) * TWO_POW_M64
     ew = -ZERO if x < -GELU_AMAX32 else ew  # -inf: 0, not e^-91 R
     return ew if x < ZERO else ONE + ew
+
+
+# ---- gelu (exact form) on AVX-512 targets: the C kernels' AVX-512 float loop (fa512_gelu,
+# csrc/fa_avx512_f32.inc explains it), float only: R(a) a degree-6 polynomial on 16 pieces of
+# [0, 13.5] read by _numba_table's permutes, e^(-a^2/2) with a^2/2 split exactly, 2^k applied
+# last as one rounding (2^(k+64), then 2^-64): the same bits as that loop. Without AVX-512 a
+# table read is a gather, and the rational form above runs instead (as the C portable float
+# loop does). 262,144 floats, one thread, median of 41, side by side with c (us): forward
+# 226-227 -> 146-147 (c 136), backward 231-240 -> 165-166 (c 153) ----
+GELU_PIECE_A32 = F(13.5)
+U4X127 = np.uint32(4 * 127)
+U21 = np.uint32(21)
+INV_SQRT_2PI32 = F(0.398942280)  # the C loop's constant, rounded as it is there
+# row 0: each piece's t; rows 1..: R's coefficients from degree 0 up
+_ns32 = {f"_gelu32_row{j}": table_reader(f"gelu_f32_row{j}", row, np.float32)
+         for j, row in enumerate(GELU_PIECES_F32)}
+_last32 = len(GELU_PIECES_F32) - 1
+_lines32 = ["u = a - _gelu32_row0(i)", f"r = _gelu32_row{_last32}(i)"]
+_lines32 += [f"r = r * u + _gelu32_row{j}(i)" for j in range(_last32 - 1, 0, -1)]
+# straight-line code, as _numba_math's float64 gelu
+exec("def _gelu_r32(a, i):\n    " + "\n    ".join(_lines32 + ["return r"]), _ns32)  # noqa: S102
+_gelu_r32 = jit(_ns32["_gelu_r32"])
+
+
+@jit
+def gelu_piece_parts(a):
+    """(R(a), q, s) with e^(-a^2/2) w = ((w q + w) s) 2^-64 for any w; a = min(|x|, 13.5)."""
+    piece = (_bits(a + ONE) >> U21) - U4X127  # NaN: garbage, read modulo 16; u carries NaN
+    big_r = _gelu_r32(a, piece)
+    ha = HALF * a
+    hz = ha * a
+    lz = _fma(ha, a, -hz)  # a^2/2 = hz + lz exactly
+    tk = hz * -LOG2E + MAGIC
+    k = tk - MAGIC  # rint(-hz log2 e), in [-132, 0]
+    r = (-k * LN2_HI - hz) - (k * LN2_LO + lz)
+    p = E6
+    p = p * r + E5
+    p = p * r + E4
+    p = p * r + E3
+    p = p * r + E2
+    q = (r * r) * p + r
+    s = _from_bits(np.uint32((_bits(tk) + U191) << U23))  # 2^(k + 64)
+    return big_r, q, s
+
+
+@jit
+def gelu_fwd_pieces(x, p0, p1, p3):
+    a = fmin(abs(x), GELU_PIECE_A32)  # NaN stays NaN
+    big_r, q, s = gelu_piece_parts(a)
+    v = math.copysign(a, x) * big_r  # a in place of x beyond 13.5: x = inf gives inf - finite
+    xq = ((v * q + v) * s) * TWO_POW_M64  # x Q(a)
+    y = x - xq if x > ZERO else xq  # -0 and NaN: x Q
+    return -ZERO if x < -GELU_PIECE_A32 else y
+
+
+@jit
+def gelu_der_pieces(x, p0, p1, p3):
+    a = fmin(abs(x), GELU_PIECE_A32)
+    big_r, q, s = gelu_piece_parts(a)
+    neg = x < ZERO
+    w = math.copysign(a, x) * INV_SQRT_2PI32 + (big_r if neg else -big_r)
+    ew = ((w * q + w) * s) * TWO_POW_M64
+    ew = -ZERO if x < -GELU_PIECE_A32 else ew  # -inf: 0, not e^-91 R
+    return ew if neg else ONE + ew
+
+
+if target_has_avx512():
+    gelu_fwd, gelu_der = gelu_fwd_pieces, gelu_der_pieces
+else:
+    gelu_fwd, gelu_der = gelu_fwd_rational, gelu_der_rational
 
 
 # ---- gelu, tanh form: the C kernels' AVX-512 float loop (fa512_gelu_tanh), float only: 2u as

@@ -275,11 +275,12 @@ def _simulating():
 
 
 def _device_fn(m, kernel, kind):
-    """m's `{kernel}_{kind}` (kind "fwd" or "der"), but float64 gelu's erfc series in place of
-    the table pieces the CPU backends use: the series reads no array, and a table read per lane
-    has not been measured on a GPU here."""
-    if kernel == "gelu" and m.__name__.endswith("._numba_math"):
-        kind += "_series"
+    """m's `{kernel}_{kind}` (kind "fwd" or "der"), but gelu without the table pieces the CPU
+    backends read (_numba_table's permutes are x86 code): float64 takes the erfc series and
+    float32 the rational form, neither of which reads an array (a table read per lane has not
+    been measured on a GPU here)."""
+    if kernel == "gelu":
+        kind += "_series" if m.__name__.endswith("._numba_math") else "_rational"
     return getattr(m, f"{kernel}_{kind}")
 
 
