@@ -80,18 +80,19 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         return hit
 
     def _run(self, pair, n, *args):
-        serial, parallel = pair
-        threads = _threads.get_num_threads()
-        if n >= _PARALLEL_MIN and threads > 1:
-            # numba's count is per calling thread; setting it costs 1.1-3 us a call, so only
-            # when it is not what this thread last set (a count the caller gives numba
-            # itself in between then stands until fusedact's count changes)
-            if getattr(_numba_threads, "count", None) != threads:
-                self.numba.set_num_threads(min(threads, self.numba.config.NUMBA_NUM_THREADS))
-                _numba_threads.count = threads
-            parallel(*args)
-        else:
-            serial(*args)
+        if n >= _PARALLEL_MIN:
+            threads = _threads.get_num_threads()
+            if threads > 1:
+                # numba's count is per calling thread; setting it costs 1.1-3 us a call, so
+                # only when it is not what this thread last set (a count the caller gives
+                # numba itself in between then stands until fusedact's count changes)
+                if getattr(_numba_threads, "count", None) != threads:
+                    self.numba.set_num_threads(min(threads,
+                                                   self.numba.config.NUMBA_NUM_THREADS))
+                    _numba_threads.count = threads
+                pair[1](*args)
+                return
+        pair[0](*args)
 
     def _streamed(self, kernel, f32, mode, flat_out, arrays):
         """The streaming loops when this call is one to stream (large enough, an op and mode
@@ -108,6 +109,33 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         if hit is None:
             hit = self._loops[key] = _build_streamed(self.numba, kernel, f32)
         return hit[mode]
+
+    # The forward and backward calls on C-contiguous arrays seen before, without the general
+    # method's tuples and loops over them, and the thread count read only for calls large
+    # enough to use it (relu on 1,024 float32 elements through fusedact.relu, best of 7:
+    # forward 3.10 -> 2.08 us a call, backward 3.45 -> 2.38; c: 0.60 and 0.65).
+    def elementwise(self, spec, x, params, out):
+        lane = self._lanes.get((0, spec.name, params, out.dtype))
+        if lane is None or not (x.flags.c_contiguous and out.flags.c_contiguous):
+            return self._elementwise(0, spec, params, (out,), (x,))
+        loops, p0, p1, p3, kernel, f32 = lane
+        if x.ndim != 1:
+            x, out = x.reshape(-1), out.reshape(-1)
+        if 2 * x.nbytes >= self.stream_min_bytes:
+            loops = self._streamed(kernel, f32, 0, [out], 2) or loops
+        self._run(loops, x.size, x, out, p0, p1, p3)
+
+    def elementwise_backward(self, spec, grad, saved, params, out):
+        lane = self._lanes.get((1, spec.name, params, out.dtype))
+        if lane is None or not (grad.flags.c_contiguous and saved.flags.c_contiguous
+                                and out.flags.c_contiguous):
+            return self._elementwise(1, spec, params, (out,), (grad, saved))
+        loops, p0, p1, p3, kernel, f32 = lane
+        if grad.ndim != 1:
+            grad, saved, out = grad.reshape(-1), saved.reshape(-1), out.reshape(-1)
+        if 3 * grad.nbytes >= self.stream_min_bytes:
+            loops = self._streamed(kernel, f32, 1, [out], 3) or loops
+        self._run(loops, grad.size, grad, saved, out, p0, p1, p3)
 
     def _elementwise(self, mode, spec, params, outs, inputs):
         key = (mode, spec.name, params, outs[0].dtype)
