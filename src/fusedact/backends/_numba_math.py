@@ -578,6 +578,22 @@ def logsigmoid_der(x, p0, p1, p3):
 
 
 @intrinsic
+def maxnum(typingctx, a, b):
+    """llvm.maxnum(a, b): the larger, a NaN passed over (NaN only if both are); float64 or
+    float32. Unlike a select on a comparison, LLVM vectorizes its reductions without
+    fastmath's no-NaN promise."""
+    if not (a == b and a in (types.float64, types.float32)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.maxnum", [t], ir.FunctionType(t, [t, t]))
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c rounded once (llvm.fma), which the contraction flag allows but does not
     promise; float64 or float32 (the float32 module uses it too)."""
@@ -626,6 +642,16 @@ def div_const(v, c, inv):
     Type-generic: float32 hardsigmoid takes it too (_numba_math32)."""
     q = v * inv
     return _fma(_fma(-q, c, v), inv, q)
+
+
+def _divide(v, c, inv):
+    return v / c
+
+
+# v / c for a c used many times (softmax's row sum), inv = 1 / c: div_const where FMA makes
+# its remainder one instruction, the division elsewhere (as csrc/fa_loops.inc). A subnormal
+# quotient may differ from v / c by one unit in the last place, which SPEC 5 allows.
+divide_by = div_const if _target_has_fma() else jit(_divide)
 
 
 @jit

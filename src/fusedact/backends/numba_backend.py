@@ -368,9 +368,7 @@ def _loops_for(kernel, f32=False):
         binding += ("from fusedact.backends import _numba_math32 as _m32  # noqa: E402\n"
                     f"fwd, der, pw = _m32.{scalar}_fwd, _m32.{scalar}_der, _m32.pw\n"
                     "exp_shifted, exp_lite = _m32.exp_shifted, _m32.exp_lite\n"
-                    "ct, f32_copy = np.float32, True\n"
-                    "ikey_t, ukey_t, IKEY_MAG, IKEY_INF, IKEY_SHIFT, from_key_bits = "
-                    "key_constants(ct)\n")
+                    "ct, f32_copy = np.float32, True\n")
     with open(_numba_loops.__file__, encoding="utf-8") as f:
         text = f.read() + binding
     import numba
