@@ -109,18 +109,18 @@ def _jitted(fn):
 @pytest.mark.parametrize("permute", [True, False], ids=["permutes", "global-load"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_table_reader_reads_every_entry(dtype, permute):
-    """_numba_table's read(i) is values[i mod 16] in both of its forms (the permutes of
+    """_numba_simd's read(i) is values[i mod 16] in both of its forms (the permutes of
     AVX-512 targets, a constant global elsewhere), in the vectorized body and the scalar tail
     (sizes 1..33 and 1000), from a loop called directly (the permutes then stay calls to the
     vector versions) and through inlining_caller (they are inlined), short tables padded
     with 0."""
-    from fusedact.backends import _numba_table
+    from fusedact.backends import _numba_simd
 
-    if permute and not _numba_table.target_has_avx512():
+    if permute and not _numba_simd.target_has_avx512():
         pytest.skip("the permute form is AVX-512 code, and Numba's target here has no AVX-512")
     values = [1.5 * j - 7.25 for j in range(13)]  # 13 entries: 13, 14, 15 read 0
     tag = f"test_{np.dtype(dtype).name}_{permute}"
-    read = _numba_table.table_reader(tag, values, dtype, permute=permute)
+    read = _numba_simd.table_reader(tag, values, dtype, permute=permute)
     table = np.array(values + [0.0] * 3, dtype)
 
     def loop(idx, out):
@@ -128,7 +128,7 @@ def test_table_reader_reads_every_entry(dtype, permute):
             out[i] = read(idx[i])
 
     inner = _jitted(loop)
-    call = _numba_table.inlining_caller(inner)
+    call = _numba_simd.inlining_caller(inner)
 
     def through_caller(idx, out):
         call((idx, out))
@@ -143,15 +143,49 @@ def test_table_reader_reads_every_entry(dtype, permute):
 
 
 def test_table_reader_rejects_bad_tables():
-    from fusedact.backends import _numba_table
+    from fusedact.backends import _numba_simd
 
     with pytest.raises(ValueError, match="up to 16 float32/float64 values"):
-        _numba_table.table_reader("test_long", list(range(17)), np.float64)
+        _numba_simd.table_reader("test_long", list(range(17)), np.float64)
     with pytest.raises(ValueError, match="up to 16 float32/float64 values"):
-        _numba_table.table_reader("test_int", [1, 2], np.int32)
-    _numba_table.table_reader("test_twice", [1.0], np.float64)
+        _numba_simd.table_reader("test_int", [1, 2], np.int32)
+    _numba_simd.table_reader("test_twice", [1.0], np.float64)
     with pytest.raises(ValueError, match="defined twice"):
-        _numba_table.table_reader("test_twice", [1.0], np.float64)
+        _numba_simd.table_reader("test_twice", [1.0], np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scalef_is_one_rounding_of_a_times_2_to_the_k(dtype):
+    """_numba_simd.scalef(a, k) = a 2^k rounded once, gradual underflow included, in the
+    vectorized body and the scalar tail (sizes 1..33, 1000), against np.ldexp."""
+    from fusedact.backends import _numba_simd
+
+    if not _numba_simd.target_has_avx512():
+        pytest.skip("scalef is AVX-512 code, and Numba's target here has no AVX-512")
+    scalef = _numba_simd.scalef
+
+    def loop(a, k, out):
+        for i in range(a.size):
+            out[i] = scalef(a[i], k[i])
+
+    inner = _jitted(loop)
+    call = _numba_simd.inlining_caller(inner)
+
+    def through_caller(a, k, out):
+        call((a, k, out))
+
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(6)
+    for fn in (inner, _jitted(through_caller)):
+        for n in list(range(1, 34)) + [1000]:
+            a = (rng.standard_normal(n) * 4).astype(dtype)
+            a[: min(n, 4)] = [0.0, -0.0, 1.5, -3.0][: min(n, 4)]
+            k = rng.integers(info.minexp - info.nmant - 4, info.maxexp - 4, n).astype(dtype)
+            out = np.empty(n, dtype)
+            fn(a, k, out)
+            want = np.ldexp(a, k.astype(np.int32))
+            np.testing.assert_array_equal(out, want, err_msg=f"n={n}")
+            np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
 
 
 @pytest.mark.parametrize("f32", [True, False], ids=["float32", "float64"])
@@ -160,15 +194,15 @@ def test_gelu_loops_read_their_tables_by_permutes(f32, monkeypatch):
     permutes (vpermd / vpermt2pd) inlined into the loop: no gather, and no call to a vector
     version left in the compiled code (the one mistake that still gives right answers, at
     1.4x the time of the gathers)."""
-    from fusedact.backends import _numba_table, numba_backend
+    from fusedact.backends import _numba_simd, numba_backend
 
-    if not _numba_table.target_has_avx512():
+    if not _numba_simd.target_has_avx512():
         pytest.skip("the permutes are AVX-512 code, and Numba's target here has no AVX-512")
     dtype = np.float32 if f32 else np.float64
     loops = numba_backend._loops_for("gelu", f32)  # first: the module the backend itself uses
     # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show
     monkeypatch.setattr(numba_backend, "_cache_usable", lambda: False)
-    serial, parallel = numba_backend._jit_pair(NUMBA.numba, loops.forward, tables=True)
+    serial, parallel = numba_backend._jit_pair(NUMBA.numba, loops.forward, simd=True)
     x = np.linspace(-13.5, 20, 70_001).astype(dtype)  # below, c and numba give -0 (SPEC 5)
     want = fusedact.gelu(x, backend="numpy")
     for loop in (serial, parallel):
@@ -193,12 +227,12 @@ def test_gelu_has_the_c_backends_bits(dtype):
     derivative=True and bias_act give the c backend's bits, specials and tails included."""
     if "c" not in fusedact.available_backends():
         pytest.skip("the c backend is not built")
-    from fusedact.backends import _numba_table
+    from fusedact.backends import _numba_simd
 
     c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
     # float32: numba's form follows the target (pieces with AVX-512, else the portable
     # rational); float64 needs c's FMA levels, as numba contracts a * b + c
-    same = (_numba_table.target_has_avx512() == (c_level == "avx512") if dtype == np.float32
+    same = (_numba_simd.target_has_avx512() == (c_level == "avx512") if dtype == np.float32
             else c_level in ("avx2", "avx512"))
     if not same:
         pytest.skip(f"numba and c run different {np.dtype(dtype).name} forms here (c: {c_level})")
@@ -218,3 +252,27 @@ def test_gelu_has_the_c_backends_bits(dtype):
     bias = rng.standard_normal(96).astype(dtype)
     np.testing.assert_array_equal(fusedact.bias_act(rows, bias, "gelu", backend="numba"),
                                   fusedact.bias_act(rows, bias, "gelu", backend="c"))
+
+
+@pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),
+                                       ("gelu", {"approximate": "tanh"})],
+                         ids=["silu", "swish", "gelu_tanh"])
+def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
+    """float32 silu, swish and gelu's tanh form run C's AVX-512 loops' arithmetic (the
+    quotient x / (1 + e^-z) with 2^k applied last; by vscalefps on AVX-512 targets): the c
+    backend's bits at its AVX-512 level, tails, specials and the gradual underflow included."""
+    if "c" not in fusedact.available_backends():
+        pytest.skip("the c backend is not built")
+    from fusedact.backends import _numba_simd
+
+    c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
+    if not (_numba_simd.target_has_avx512() and c_level == "avx512"):
+        pytest.skip(f"checked where both run AVX-512 code (c: {c_level})")
+    f = getattr(fusedact, op)
+    rng = np.random.default_rng(9)
+    x = np.concatenate([rng.standard_normal(30_000) * 8, np.linspace(-160, 100, 30_001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, -150.0, -149.9, 1e-40, -1e-40,
+                         -1e-45, 3e38, -3e38]]).astype(np.float32)
+    for n in (x.size, 1, 9, 17, 33):
+        np.testing.assert_array_equal(f(x[:n], backend="numba", **params),
+                                      f(x[:n], backend="c", **params), err_msg=f"n={n}")

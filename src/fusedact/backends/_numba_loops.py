@@ -192,12 +192,12 @@ def bias_backward(g, x, bias, gx, partial, p0, p1, p3):
                 acc[j] += np.float64(gx[r, j])
 
 
-# ---- kernels that read _numba_table's tables (float64 gelu) ---------------------------------
-# Their loops reach the speed of the permutes only inside a jitted caller (_numba_table's
-# inlining_caller explains why): the serial loop is `inlined_call` with `call_inner` bound to
-# the loop, and the parallel one runs that serial loop on chunks of the arrays (a prange
-# loop's body is compiled apart, where the permutes would stay calls). numba_backend binds
-# `call_inner` and `serial_loop` in each copy.
+# ---- kernels that take _numba_simd's AVX-512 instructions (gelu's table permutes, float32
+# silu's and gelu_tanh's vscalefps): their loops reach that speed only inside a jitted caller
+# (_numba_simd's inlining_caller explains why). The serial loop is `inlined_call` with
+# `call_inner` bound to the loop, and the parallel one runs that serial loop on chunks of the
+# arrays (a prange loop's body is compiled apart, where the instructions would stay calls).
+# numba_backend binds `call_inner` and `serial_loop` in each copy.
 def inlined_call(*args):
     return call_inner(args)  # noqa: F821
 

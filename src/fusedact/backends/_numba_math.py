@@ -19,7 +19,7 @@ from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import ERFC_CHEB_F64, ERFC_K, GELU_AMAX_F64, GELU_PIECES_F64, LOG1P_P_F64
-from ._numba_table import table_reader
+from ._numba_simd import table_reader
 
 # fastmath only for contraction (a*b+c -> fma): it cannot change NaN/inf behaviour.
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
@@ -457,7 +457,7 @@ def gelu_der_series(x, p0, p1, p3):
 # gelu for the CPU: the C kernels' float64 algorithm (csrc/fa_ops.inc explains it), R(a) on 11
 # table pieces of [0, 38] numbered by the bits of a + 1, e^(-a^2/2) with a^2/2 split exactly:
 # 2.0 ULP against mpmath where the series above reaches 4.0 (x = -27.2), and the same bits as
-# the C backend's AVX2 and AVX-512 loops. Each coefficient row is a _numba_table table: on
+# the C backend's AVX2 and AVX-512 loops. Each coefficient row is a _numba_simd table: on
 # AVX-512 targets one vpermt2pd a row, as in C, elsewhere a gather. 262,144 doubles, one
 # thread, median of 41, side by side with c (us): forward 2061-2067 with gathers -> 698-717
 # (c 638-657), backward 2201-2220 -> 721-725 (c 668). The cuda backend keeps the series

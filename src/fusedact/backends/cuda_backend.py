@@ -275,13 +275,14 @@ def _simulating():
 
 
 def _device_fn(m, kernel, kind):
-    """m's `{kernel}_{kind}` (kind "fwd" or "der"), but gelu without the table pieces the CPU
-    backends read (_numba_table's permutes are x86 code): float64 takes the erfc series and
-    float32 the rational form, neither of which reads an array (a table read per lane has not
-    been measured on a GPU here)."""
-    if kernel == "gelu":
-        kind += "_series" if m.__name__.endswith("._numba_math") else "_rational"
-    return getattr(m, f"{kernel}_{kind}")
+    """m's `{kernel}_{kind}` (kind "fwd" or "der"), in its portable form where the CPU's uses
+    _numba_simd's x86 instructions on AVX-512 hosts (`..._portable`: float32 silu, gelu_tanh,
+    gelu), and float64 gelu's erfc series in place of its table pieces: the series reads no
+    array (a table read per lane has not been measured on a GPU here)."""
+    if kernel == "gelu" and m.__name__.endswith("._numba_math"):
+        kind += "_series"
+    name = f"{kernel}_{kind}"
+    return getattr(m, name + "_portable", None) or getattr(m, name)
 
 
 def _build_elementwise(threads, kernel, mode, f32=False):

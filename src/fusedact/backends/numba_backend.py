@@ -283,14 +283,14 @@ def _jit(numba, fn, parallel):
     return numba.njit(**options)(fn)
 
 
-def _jit_pair(numba, fn, tables=False):
-    """(serial, parallel) dispatchers of the loop fn. tables: fn's kernel reads _numba_table's
-    tables, whose permutes reach machine code only through a jitted caller (the template's
+def _jit_pair(numba, fn, simd=False):
+    """(serial, parallel) dispatchers of the loop fn. simd: fn's kernel takes _numba_simd's
+    instructions, which reach machine code only through a jitted caller (the template's
     inlined_call and *_chunked explain it). gelu at 262,144 elements, one thread, forward,
     side by side with c: float64 2061 -> 698 us (c 638), float32 226 -> 146 us (c 136)."""
-    if not (tables and _numba_table_permutes()):
+    if not (simd and _simd_instructions_usable()):
         return _jit(numba, fn, False), _jit(numba, fn, True)
-    from ._numba_table import inlining_caller
+    from ._numba_simd import inlining_caller
 
     inner = _jit(numba, _renamed(fn, fn.__globals__, "_inner"), False)
     namespace = {**fn.__globals__, "call_inner": inlining_caller(inner)}
@@ -310,17 +310,18 @@ def _renamed(fn, namespace, suffix, name=None):
     return copy
 
 
-def _numba_table_permutes():
+def _simd_instructions_usable():
     if "permutes" not in _cache_state:
-        from ._numba_table import target_has_avx512
+        from ._numba_simd import target_has_avx512
 
         _cache_state["permutes"] = target_has_avx512()
     return _cache_state["permutes"]
 
 
-# (kernel, float32 arithmetic) pairs whose kernels read _numba_table's tables (float32 gelu
-# only where they are permutes: _numba_math32 picks its form by the same test)
-_TABLE_KERNELS = frozenset((("gelu", False), ("gelu", True)))
+# (kernel, float32 arithmetic) pairs whose kernels take _numba_simd's instructions on AVX-512
+# targets (table permutes: gelu; vscalefps: float32 silu and gelu_tanh)
+_SIMD_KERNELS = frozenset((("gelu", False), ("gelu", True), ("silu", True),
+                            ("gelu_tanh", True)))
 
 
 _cache_state = {}
@@ -356,7 +357,7 @@ def _loops_for(kernel, f32=False):
     hit = _cache_state.get(("module", kernel, f32))
     if hit is not None:
         return hit
-    from . import _numba_math, _numba_math32, _numba_stream, _numba_table
+    from . import _numba_math, _numba_math32, _numba_stream, _numba_simd
 
     identity = kernel == "identity"
     piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
@@ -374,7 +375,7 @@ def _loops_for(kernel, f32=False):
     import numba
 
     digest = hashlib.sha256(text.encode() + numba.__version__.encode())
-    for math_module in (_numba_math, _numba_math32, _numba_stream, _numba_table):
+    for math_module in (_numba_math, _numba_math32, _numba_stream, _numba_simd):
         with open(math_module.__file__, "rb") as f:
             digest.update(f.read())
     name = f"fusedact_numba_{kernel}{'_f32' if f32 else ''}_{digest.hexdigest()[:16]}"
@@ -402,13 +403,13 @@ def _loops_for(kernel, f32=False):
 
 def _build_elementwise(numba, kernel, f32=False):
     loops = _loops_for(kernel, f32)
-    tables = (kernel, f32) in _TABLE_KERNELS
-    return tuple(_jit_pair(numba, f, tables)
+    simd = (kernel, f32) in _SIMD_KERNELS
+    return tuple(_jit_pair(numba, f, simd)
                  for f in (loops.forward, loops.backward, loops.with_derivative))
 
 
 def _build_streamed(numba, kernel, f32=False):
-    # the streamed ops are the cheap ones, none of which reads a table
+    # the streamed ops are the cheap ones, none of which takes _numba_simd's instructions
     loops = _loops_for(kernel, f32)
     return tuple(_jit_pair(numba, f)
                  for f in (loops.forward_streamed, loops.backward_streamed,
@@ -418,7 +419,7 @@ def _build_streamed(numba, kernel, f32=False):
 def _build_bias(numba, kernel, backward, f32=False):
     loops = _loops_for(kernel, f32)
     f = loops.bias_backward if backward else loops.bias_forward
-    return _jit_pair(numba, f, (kernel, f32) in _TABLE_KERNELS)
+    return _jit_pair(numba, f, (kernel, f32) in _SIMD_KERNELS)
 
 
 def _build_rows(numba, name, f32=False):
