@@ -276,3 +276,9 @@ def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
     for n in (x.size, 1, 9, 17, 33):
         np.testing.assert_array_equal(f(x[:n], backend="numba", **params),
                                       f(x[:n], backend="c", **params), err_msg=f"n={n}")
+    if op == "silu":  # its backward too (C's fa512_silu_der): one division, gradual underflow
+        g = rng.standard_normal(x.size).astype(np.float32)
+        np.testing.assert_array_equal(fusedact.silu_backward(g, x, backend="numba"),
+                                      fusedact.silu_backward(g, x, backend="c"))
+        np.testing.assert_array_equal(fusedact.silu(x, derivative=True, backend="numba")[1],
+                                      fusedact.silu(x, derivative=True, backend="c")[1])

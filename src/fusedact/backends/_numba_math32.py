@@ -378,7 +378,7 @@ else:
 
 
 @jit
-def silu_der(x, p0, p1, p3):
+def silu_der_portable(x, p0, p1, p3):
     """s (1 + x (1 - s)), s = sigmoid(x), both s and 1 - s from one exp (C's swish' at 1)."""
     e = exp_lite_neg(-abs(x))
     d = ONE + e
@@ -707,6 +707,32 @@ def gelu_tanh_der(x, p0, p1, p3):
     return s * (((xc * oms) * TWO_K32) * slope + ONE)
 
 
+EXP_NEG_RAISE = F(-104.0)  # e^-104 is under half float's smallest subnormal
+
+
+@jit
+def silu_der_scalef(x, p0, p1, p3):
+    """C's AVX-512 form (fa512_silu_der): e = e^-|x| by vscalefps (underflowing gradually),
+    i = 1 / (1 + e) and t = e i, s and 1 - s as (i, t) for x >= 0 and (t, i) below: one
+    division where the portable form takes two, and c's AVX-512 bits (the portable form's
+    differ by its rounding of e / d and its flush of e below 2^-126). 262,144 floats, one
+    thread, side by side with c: backward 121 -> 119 us (c 94)."""
+    xc = clamp(x, EXP_LO, -EXP_LO)
+    z = -abs(xc)
+    z = EXP_NEG_RAISE if z < EXP_NEG_RAISE else z  # NaN stays
+    p, t = reduce(z)
+    e = scalef(p, t - MAGIC)
+    i = ONE / (ONE + e)
+    t_ = e * i
+    pos = xc >= ZERO
+    s = i if pos else t_
+    oms = t_ if pos else i
+    return s * (xc * oms + ONE)
+
+
+silu_der = silu_der_scalef if target_has_avx512() else silu_der_portable
+
+
 # ---- the portable forms of the kernels above that take AVX-512 instructions on AVX-512
 # targets: the cuda backend's (the same algorithms, the same bits) ----
 def _with_portable_scaling(fn):
@@ -717,6 +743,7 @@ def _with_portable_scaling(fn):
 
 
 silu_fwd_portable = _with_portable_scaling(silu_fwd)
+# silu_der_portable: above
 gelu_tanh_fwd_portable = _with_portable_scaling(gelu_tanh_fwd)
 gelu_fwd_portable, gelu_der_portable = gelu_fwd_rational, gelu_der_rational
 
