@@ -1,5 +1,7 @@
 """Things only the numba backend has: its streaming-store loops (the C backend's scheme, in
-Numba with a non-temporal store of its own)."""
+Numba with a non-temporal store of its own), its FMA-or-Dekker two_prod_err, and the AVX-512
+instructions of _numba_simd (table permutes, vscalefps) with the kernels that take them
+(gelu, float32 silu and gelu_tanh), which must give the C kernels' bits."""
 
 from __future__ import annotations
 
