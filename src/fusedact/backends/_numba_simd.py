@@ -33,7 +33,7 @@ TABLE_ENTRIES = 16  # indices are taken modulo 16 (their low four bits)
 
 
 def target_has_avx512():
-    """Whether Numba compiles for a CPU with AVX-512F: the host's features, unless
+    """Whether Numba compiles for a CPU with AVX-512F and VL: the host's features, unless
     NUMBA_CPU_NAME names another target (a portable cache), which is then taken to lack it."""
     import numba
     from llvmlite import binding
@@ -52,17 +52,19 @@ def target_has_avx512():
 _I32 = ir.IntType(32)
 
 
+def _declare(module, name, ret, params):
+    try:
+        return module.get_global(name)
+    except KeyError:
+        return ir.Function(module, ir.FunctionType(ret, params), name)
+
+
 def _permute_16(builder, module, elem, lanes, index, table):
     """table[index & 15] for a vector of `lanes` indices (i32 for float, i64 for double):
     float: vpermps over one 16-entry register (512-bit lanes) or vpermi2ps over two 8-entry
     halves (256-bit); double: vpermi2pd over two 8-entry halves (512-bit), or two 256-bit
     vpermi2pd (8 entries each) and a select on bit 3 (4 lanes)."""
-    def declare(name, ret, args):
-        try:
-            return module.get_global(name)
-        except KeyError:
-            return ir.Function(module, ir.FunctionType(ret, args), name)
-
+    declare = lambda name, ret, params: _declare(module, name, ret, params)  # noqa: E731
     vec = ir.VectorType(elem, lanes)
     itype = index.type
     if isinstance(elem, ir.FloatType):
@@ -146,7 +148,7 @@ _made = set()
 def table_reader(name, values, dtype, permute=None):
     """An intrinsic read(i) -> values[i % 16] (values: up to 16 numbers, stored as `dtype`,
     float32 or float64). `name` must be unique per table; permute=None: permutes exactly
-    where the target has AVX-512F (``target_has_avx512``)."""
+    where the target has AVX-512F and VL (``target_has_avx512``)."""
     if name in _made:
         raise ValueError(f"table {name!r} defined twice")
     _made.add(name)
@@ -183,13 +185,6 @@ def table_reader(name, values, dtype, permute=None):
         return sig, codegen
 
     return read
-
-
-def _declare(module, name, ret, params):
-    try:
-        return module.get_global(name)
-    except KeyError:
-        return ir.Function(module, ir.FunctionType(ret, params), name)
 
 
 def _scalef_vector(builder, lanes, args):

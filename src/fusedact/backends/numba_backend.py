@@ -311,11 +311,11 @@ def _renamed(fn, namespace, suffix, name=None):
 
 
 def _simd_instructions_usable():
-    if "permutes" not in _cache_state:
+    if "simd" not in _cache_state:
         from ._numba_simd import target_has_avx512
 
-        _cache_state["permutes"] = target_has_avx512()
-    return _cache_state["permutes"]
+        _cache_state["simd"] = target_has_avx512()
+    return _cache_state["simd"]
 
 
 # (kernel, float32 arithmetic) pairs whose kernels take _numba_simd's instructions on AVX-512
@@ -357,7 +357,7 @@ def _loops_for(kernel, f32=False):
     hit = _cache_state.get(("module", kernel, f32))
     if hit is not None:
         return hit
-    from . import _numba_math, _numba_math32, _numba_stream, _numba_simd
+    from . import _numba_math, _numba_math32, _numba_simd, _numba_stream
 
     identity = kernel == "identity"
     piecewise, saved_y = (False, False) if identity else _layout.op_traits(kernel)
@@ -375,7 +375,7 @@ def _loops_for(kernel, f32=False):
     import numba
 
     digest = hashlib.sha256(text.encode() + numba.__version__.encode())
-    for math_module in (_numba_math, _numba_math32, _numba_stream, _numba_simd):
+    for math_module in (_numba_math, _numba_math32, _numba_simd, _numba_stream):
         with open(math_module.__file__, "rb") as f:
             digest.update(f.read())
     name = f"fusedact_numba_{kernel}{'_f32' if f32 else ''}_{digest.hexdigest()[:16]}"
