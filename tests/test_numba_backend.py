@@ -118,8 +118,8 @@ def test_table_reader_reads_every_entry(dtype, permute):
     with 0."""
     from fusedact.backends import _numba_simd
 
-    if permute and not _numba_simd.target_has_avx512():
-        pytest.skip("the permute form is AVX-512 code, and Numba's target here has no AVX-512")
+    if permute and not _numba_simd.available():
+        pytest.skip("the permute form needs an AVX-512 target and LLVM >= 22 (_numba_simd.available)")
     values = [1.5 * j - 7.25 for j in range(13)]  # 13 entries: 13, 14, 15 read 0
     tag = f"test_{np.dtype(dtype).name}_{permute}"
     read = _numba_simd.table_reader(tag, values, dtype, permute=permute)
@@ -144,6 +144,23 @@ def test_table_reader_reads_every_entry(dtype, permute):
             np.testing.assert_array_equal(out, table[idx % 16], err_msg=f"n={n}")
 
 
+def test_simd_forms_need_avx512_and_the_measured_llvm(monkeypatch):
+    """The AVX-512 forms are taken only on an AVX-512 target with an LLVM at least as new as
+    the one they were measured with; elsewhere the portable forms run."""
+    from llvmlite import binding
+
+    from fusedact.backends import _numba_simd
+
+    check = _numba_simd.available.__wrapped__  # past the cache
+    monkeypatch.setattr(_numba_simd, "target_has_avx512", lambda: True)
+    monkeypatch.setattr(binding, "llvm_version_info", (_numba_simd.MIN_LLVM_MAJOR - 1, 0, 0))
+    assert not check()
+    monkeypatch.setattr(binding, "llvm_version_info", (_numba_simd.MIN_LLVM_MAJOR, 1, 0))
+    assert check()
+    monkeypatch.setattr(_numba_simd, "target_has_avx512", lambda: False)
+    assert not check()
+
+
 def test_table_reader_rejects_bad_tables():
     from fusedact.backends import _numba_simd
 
@@ -162,8 +179,8 @@ def test_scalef_is_one_rounding_of_a_times_2_to_the_k(dtype):
     vectorized body and the scalar tail (sizes 1..33, 1000), against np.ldexp."""
     from fusedact.backends import _numba_simd
 
-    if not _numba_simd.target_has_avx512():
-        pytest.skip("scalef is AVX-512 code, and Numba's target here has no AVX-512")
+    if not _numba_simd.available():
+        pytest.skip("scalef needs an AVX-512 target and LLVM >= 22 (_numba_simd.available)")
     scalef = _numba_simd.scalef
 
     def loop(a, k, out):
@@ -198,8 +215,8 @@ def test_gelu_loops_read_their_tables_by_permutes(f32, monkeypatch):
     1.4x the time of the gathers)."""
     from fusedact.backends import _numba_simd, numba_backend
 
-    if not _numba_simd.target_has_avx512():
-        pytest.skip("the permutes are AVX-512 code, and Numba's target here has no AVX-512")
+    if not _numba_simd.available():
+        pytest.skip("the permutes need an AVX-512 target and LLVM >= 22 (_numba_simd.available)")
     dtype = np.float32 if f32 else np.float64
     loops = numba_backend._loops_for("gelu", f32)  # first: the module the backend itself uses
     # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show
@@ -234,7 +251,7 @@ def test_gelu_has_the_c_backends_bits(dtype):
     c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
     # float32: numba's form follows the target (pieces with AVX-512, else the portable
     # rational); float64 needs c's FMA levels, as numba contracts a * b + c
-    same = (_numba_simd.target_has_avx512() == (c_level == "avx512") if dtype == np.float32
+    same = (_numba_simd.available() == (c_level == "avx512") if dtype == np.float32
             else c_level in ("avx2", "avx512"))
     if not same:
         pytest.skip(f"numba and c run different {np.dtype(dtype).name} forms here (c: {c_level})")
@@ -268,7 +285,7 @@ def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
     from fusedact.backends import _numba_simd
 
     c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
-    if not (_numba_simd.target_has_avx512() and c_level == "avx512"):
+    if not (_numba_simd.available() and c_level == "avx512"):
         pytest.skip(f"checked where both run AVX-512 code (c: {c_level})")
     f = getattr(fusedact, op)
     rng = np.random.default_rng(9)

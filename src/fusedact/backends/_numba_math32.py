@@ -26,7 +26,7 @@ from numba.extending import intrinsic
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, GELU_PIECES_F32, LOG1P_P_F32
 from . import _numba_math
-from ._numba_simd import scalef, table_reader, target_has_avx512
+from ._numba_simd import available as simd_available, scalef, table_reader
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
 from ._numba_math import _fma, clamp, div_const, fmax, fmin, nan_or, two_sum_err  # noqa: F401
 
@@ -371,7 +371,7 @@ def unscale_scalef(q, neg, minus_k):
     return scalef(q, minus_k) if neg else q
 
 
-if target_has_avx512():
+if simd_available():
     one_plus_exp_parts, unscale = one_plus_exp_parts_scalef, unscale_scalef
 else:
     one_plus_exp_parts, unscale = one_plus_exp_parts_portable, unscale_portable
@@ -646,7 +646,7 @@ def gelu_der_pieces(x, p0, p1, p3):
     return ew if neg else ONE + ew
 
 
-if target_has_avx512():
+if simd_available():
     gelu_fwd, gelu_der = gelu_fwd_pieces, gelu_der_pieces
 else:
     gelu_fwd, gelu_der = gelu_fwd_rational, gelu_der_rational
@@ -730,7 +730,7 @@ def silu_der_scalef(x, p0, p1, p3):
     return s * (xc * oms + ONE)
 
 
-silu_der = silu_der_scalef if target_has_avx512() else silu_der_portable
+silu_der = silu_der_scalef if simd_available() else silu_der_portable
 
 
 # ---- the portable forms of the kernels above that take AVX-512 instructions on AVX-512

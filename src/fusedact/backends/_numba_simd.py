@@ -14,7 +14,7 @@ AVX-512 target a table read, or a scalef, is a call to a small scalar function t
 vector versions, each one instruction or two (8 float64 lanes from 16 entries: vpermi2pd;
 16 float32 lanes: vpermps). Elsewhere a table read is a load from a constant global, which
 vectorizes into a gather as before, and the kernels keep their portable forms (scalef
-exists only on AVX-512 targets: callers choose with ``target_has_avx512``).
+exists only on AVX-512 targets: callers choose with ``available``).
 
 The vectorizer runs in the last optimization pass of a function's own compilation, after
 its last inlining, so the vector versions stay calls there; a jitted caller whose call is
@@ -23,6 +23,9 @@ elements, one thread, side by side with c: float64 gelu forward 2061 -> 698 us (
 float32 226 -> 146 us (c 136), the same bits as c's AVX-512 loops; float32 silu 109 -> 93 us
 (c 81) and gelu's tanh form 257 -> 225 us (c 203), the same bits as before.
 """
+
+import functools
+import warnings
 
 import numpy as np
 from llvmlite import ir
@@ -47,6 +50,20 @@ def target_has_avx512():
         return False
     # VL for the 256-bit permutes, where the vectorizer picks half-width vectors
     return bool(features.get("avx512f", False) and features.get("avx512vl", False))
+
+
+# The vector-function mapping and the inlining this module relies on are LLVM's internals; it
+# was built and measured with llvmlite 0.50 (LLVM 22), and older LLVMs keep the portable forms.
+MIN_LLVM_MAJOR = 22
+
+
+@functools.lru_cache(maxsize=None)
+def available():
+    """Whether the numba kernels take this module's instructions: an AVX-512 (F and VL) target
+    and an LLVM at least MIN_LLVM_MAJOR."""
+    from llvmlite import binding
+
+    return target_has_avx512() and binding.llvm_version_info[0] >= MIN_LLVM_MAJOR
 
 
 _I32 = ir.IntType(32)
@@ -148,7 +165,7 @@ _made = set()
 def table_reader(name, values, dtype, permute=None):
     """An intrinsic read(i) -> values[i % 16] (values: up to 16 numbers, stored as `dtype`,
     float32 or float64). `name` must be unique per table; permute=None: permutes exactly
-    where the target has AVX-512F and VL (``target_has_avx512``)."""
+    where ``available``."""
     if name in _made:
         raise ValueError(f"table {name!r} defined twice")
     _made.add(name)
@@ -158,7 +175,7 @@ def table_reader(name, values, dtype, permute=None):
     table = [float(v) for v in np.asarray(values, dtype)] + [0.0] * (TABLE_ENTRIES - len(values))
     single = dtype == np.float32
     nb_type = types.float32 if single else types.float64
-    permute = target_has_avx512() if permute is None else permute
+    permute = available() if permute is None else permute
     symbol = f"fusedact_table_{name}"
 
     @intrinsic
@@ -206,7 +223,7 @@ def _scalef_vector(builder, lanes, args):
 @intrinsic
 def scalef(typingctx, a, k):
     """a 2^floor(k) rounded once, float32 or float64, as vscalefps/vscalefpd (AVX-512 targets
-    only: target_has_avx512). k = +-inf and NaN follow the instruction (the kernels pass
+    only: ``available``). k = +-inf and NaN follow the instruction (the kernels pass
     whole finite k)."""
     if not (a == k and a in (types.float32, types.float64)):
         return None
@@ -254,8 +271,10 @@ def inlining_caller(inner):
                             and getattr(instr.callee, "name", "").startswith("_ZN")):
                         instr.attributes.add("alwaysinline")
                         marked += 1
-            if marked != 1:  # the call itself, nothing else: numba's lowering changed
-                raise RuntimeError(f"inlining_caller: {marked} calls emitted for one")
+            if not marked:  # numba's lowering changed: right results, at the calls' speed
+                warnings.warn("fusedact: no call to mark alwaysinline in a numba loop wrapper; "
+                              "the loop runs with its vector instructions as calls (slower)",
+                              RuntimeWarning, stacklevel=1)
             return result
 
         return sig, codegen

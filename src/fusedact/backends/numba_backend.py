@@ -312,9 +312,9 @@ def _renamed(fn, namespace, suffix, name=None):
 
 def _simd_instructions_usable():
     if "simd" not in _cache_state:
-        from ._numba_simd import target_has_avx512
+        from ._numba_simd import available
 
-        _cache_state["simd"] = target_has_avx512()
+        _cache_state["simd"] = available()
     return _cache_state["simd"]
 
 
