@@ -22,10 +22,11 @@ piecewise, saved_y, identity = True, True, False
 pw = _m.pw
 # The type the loops compute in: float64, or float32 in a copy bound to _numba_math32's
 # functions. In a float32 copy the row sums still run in float64 (f32_copy), without the
-# compensation float64 data needs, and grad_bias sums in float64 in both.
+# split into exact heads and tails float64 data needs (row_sum_exp), and grad_bias sums in
+# float64 in both.
 ct = np.float64
 f32_copy = False
-exp_shifted, exp_lite, two_sum_err = _m.exp_shifted, _m.exp_lite, _m.two_sum_err
+exp_shifted, exp_lite = _m.exp_shifted, _m.exp_lite
 
 
 def _inline(fn):
@@ -250,8 +251,7 @@ chunk_bounds = _inline(chunk_bounds)
 # ---- rows: the softmax family, maxout, cross-entropy -------------------------------------
 # Reductions along a row: a single running float max or compensated sum is a serial chain
 # LLVM cannot vectorise (softmax on rows of 1024 ran at 0.08x the C kernels that way); they
-# run LANES independent partial results, or through maxnum, or with reassociation allowed.
-LANES = 16
+# go through maxnum, or through additions LLVM may reorder (sums whose order cannot matter).
 
 
 # The maximum by llvm.maxnum, which LLVM's vectorizer reduces in SIMD lanes (a select on a
