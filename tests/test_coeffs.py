@@ -25,5 +25,5 @@ def test_python_and_c_coefficients_agree():
 
     header = (ROOT / "csrc" / "fa_coeffs.h").read_text()
     for value in (_coeffs.ERFC_CHEB_F64 + _coeffs.GELU_NUM + _coeffs.GELU_DEN
-                  + _coeffs.EXP_F32_POLY):
+                  + _coeffs.EXP_F32_POLY + _coeffs.EXP_F64_POLY):
         assert repr(value) in header

@@ -47,6 +47,14 @@ def test_forward_adversarial(name, params, dtype, backend):
     assert errs.max() <= tol, f"{name}{params} {np.dtype(dtype).name} [{backend}]: {_where(x, errs)}"
 
 
+# Where a 20,000-point float64 sweep once found more than 3 ULP: mish (3.54 at the first,
+# seven roundings in its quotient), swish b=1.702 (3.24) and gelu_tanh (3.05), whose
+# x sigmoid(u + err) rounded d, x p and the correction apart. Every op takes them.
+FLOAT64_PAST_WORST = (-2.1311065553277615, -6.830841542077096, -8.696434821741079,
+                      -5.5112755637781845, -5.959797989899499, -21.834620951447334,
+                      -6.348317415870795, -5.32278534861409, -1.3380669033451653)
+
+
 # Piecewise-linear ops are exact in float64 formulas: test_forward_adversarial covers them.
 @pytest.mark.parametrize("name,params", [c for c in elementwise_cases()
                                          if not OPS[c.values[0]].piecewise])
@@ -54,7 +62,8 @@ def test_forward_float64_against_mpmath(name, params, backend):
     spec = OPS[name]
     lo, hi = spec.domain
     x = np.concatenate([np.linspace(lo, hi, 151), np.random.default_rng(5).uniform(lo, hi, 50),
-                        [-1e-8, 1e-300, -2.5e-310, 0.5, -0.5, -709.0, -711.5, -713.0]])
+                        [-1e-8, 1e-300, -2.5e-310, 0.5, -0.5, -709.0, -711.5, -713.0],
+                        [v for v in FLOAT64_PAST_WORST if lo <= v <= hi]])
     truths = ref.mp_forward(name, x, params)
     y = _call(name, x, params, backend)
     errs = ref.ulp_error_mp(y, truths, np.float64)

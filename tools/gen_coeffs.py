@@ -40,6 +40,15 @@ method; literals for the same reason). Max relative error 5.2e-9 with the coeffi
 to float (0.09 ULP): degree 6 where the portable kernels' Taylor series needs degree 7 for
 7.6e-9, one FMA fewer per exponential; degree 5 would be 1.1e-7 (1.8 ULP).
 
+e^r, float64 (every exp-based kernel but expm1's): the same form with c2..c11, fitted in
+mpmath (Lawson's reweighting of the relative error at 80 Chebyshev points, then rounded to
+double from c2 up, each refit of the higher ones taking up the rounding below it: rounding
+from the top down left c2's own rounding, 1.2e-17). Max relative error 3.8e-18 (0.03 ULP),
+where the Taylor series needed degree 13 (6e-18): two FMAs fewer per exponential, float64
+silu at 262,144 elements, one thread, AVX-512: 245 -> 217 us forward, 303 -> 275 backward.
+expm1 keeps the Taylor tail: its relative error near r = 0 must hold against e^r - 1, where
+this fit's c2 (0.5 + 1.1e-15) would dominate.
+
 log1p (softplus, logsigmoid): fdlibm's reduction leaves log(1 + f) = f - (f^2/2 -
 s (f^2/2 + z P(z))), s = f / (2 + f), z = s^2 <= Z_MAX = ((sqrt 2 - 1)/(sqrt 2 + 1))^2, where
 P(z) = (2 atanh(sqrt z)/sqrt z - 2)/z = 2/3 + 2z/5 + 2z^2/7 + ... A relative error e in P
@@ -118,6 +127,52 @@ def exp_f32_poly_error(points=2000):
         p = mpmath.polyval(list(reversed(EXP_F32_POLY)), r)
         worst = max(worst, abs((1 + r + r * r * p) / mpmath.exp(r) - 1))
     return worst
+
+
+EXP_F64_DEGREE = 11
+EXP_F64_NODES = 80
+
+
+def _exp_f64_rel_error(coeffs, r):
+    """(1 + r + r^2 (c2 + c3 r + ...)) / e^r - 1."""
+    return (1 + r + r * r * mpmath.polyval(list(reversed(coeffs)), r)) / mpmath.exp(r) - 1
+
+
+def exp_f64_poly(iterations=40):
+    """c2..c11 with e^r ~ 1 + r + r^2 (c2 + ... + c11 r^9) on |r| <= ln2/2, as doubles."""
+    half = mpmath.log(2) / 2
+    n = EXP_F64_NODES
+    nodes = [half * mpmath.cos(mpmath.pi * (j + mpmath.mpf(0.5)) / n) for j in range(n)]
+    # r^2 (P(r) - f(r)) / e^r is the relative error: f = (e^r - 1 - r) / r^2, weight r^2 / e^r
+    targets = [(mpmath.exp(r) - 1 - r) / (r * r) for r in nodes]
+    scales = [r * r / mpmath.exp(r) for r in nodes]
+    weights = [mpmath.mpf(1)] * n
+
+    def fit(fixed, free):
+        lhs = mpmath.matrix([[w * s * r ** j for j in free]
+                             for r, s, w in zip(nodes, scales, weights)])
+        rhs = mpmath.matrix([w * s * (f - sum(mpmath.mpf(c) * r ** j for j, c in fixed.items()))
+                             for r, s, f, w in zip(nodes, scales, targets, weights)])
+        return mpmath.qr_solve(lhs, rhs)[0]
+
+    free = list(range(EXP_F64_DEGREE - 1))  # index j: the coefficient of r^(j + 2)
+    for _ in range(iterations):
+        sol = fit({}, free)
+        errors = [abs(_exp_f64_rel_error(list(sol), r)) for r in nodes]
+        top = max(errors)
+        weights = [w * (1 + 3 * e / top) for w, e in zip(weights, errors)]
+        weights = [w * n / sum(weights) for w in weights]
+    fixed = {}
+    while free:  # round c2 first: the higher ones can still take up its rounding
+        sol = fit(fixed, free)
+        fixed[free.pop(0)] = float(sol[0])
+    return tuple(fixed[j] for j in range(EXP_F64_DEGREE - 1))
+
+
+def exp_f64_poly_error(coeffs, points=4000):
+    half = mpmath.log(2) / 2
+    return max(abs(_exp_f64_rel_error(coeffs, -half + 2 * half * j / points))
+               for j in range(points + 1))
 
 
 def _gelu_r(a):
@@ -310,6 +365,14 @@ def main(check_only=False):
     header += ["", "/* e^r = 1 + r + r^2 (c2 + ... + c6 r^4), |r| <= ln2/2, float32 values (max rel. "
                f"error {mpmath.nstr(err, 2)}). */"]
     _emit(header, py, "fa_exp_f32_poly", "EXP_F32_POLY", EXP_F32_POLY)
+    exp_f64 = exp_f64_poly()
+    err = exp_f64_poly_error(exp_f64)
+    print(f"e^r float64 degree-{EXP_F64_DEGREE} set: max relative error {mpmath.nstr(err, 3)}",
+          file=sys.stderr)
+    assert err < 4e-18  # 0.035 ULP of double
+    header += ["", f"/* e^r = 1 + r + r^2 (c2 + ... + c{EXP_F64_DEGREE} r^{EXP_F64_DEGREE - 2}), "
+               f"|r| <= ln2/2, doubles (max rel. error {mpmath.nstr(err, 2)}). */"]
+    _emit(header, py, "fa_exp_f64_poly", "EXP_F64_POLY", exp_f64)
     import numpy as np  # only to round coefficients to float32
 
     for name, n, limit, rnd in (("f64", 7, 1.1e-15, float),
