@@ -609,20 +609,28 @@ def logsigmoid_der(x, p0, p1, p3):
     return sigmoid_fwd(-x, p0, p1, p3)
 
 
-@intrinsic
-def maxnum(typingctx, a, b):
-    """llvm.maxnum(a, b): the larger, a NaN passed over (NaN only if both are); float64 or
-    float32. Unlike a select on a comparison, LLVM vectorizes its reductions without
-    fastmath's no-NaN promise."""
-    if not (a == b and a in (types.float64, types.float32)):
-        return None
+def _llvm_min_or_max(llvm_name):
+    def typer(typingctx, a, b):
+        if not (a == b and a in (types.float64, types.float32)):
+            return None
 
-    def codegen(context, builder, signature, args):
-        t = args[0].type
-        fn = builder.module.declare_intrinsic("llvm.maxnum", [t], ir.FunctionType(t, [t, t]))
-        return builder.call(fn, args)
+        def codegen(context, builder, signature, args):
+            t = args[0].type
+            fn = builder.module.declare_intrinsic(llvm_name, [t], ir.FunctionType(t, [t, t]))
+            return builder.call(fn, args)
 
-    return a(a, b), codegen
+        return a(a, b), codegen
+
+    typer.__name__ = typer.__qualname__ = llvm_name.replace(".", "_")  # Numba names it so
+    return typer
+
+
+# llvm.maxnum(a, b) / llvm.minnum(a, b): the larger / smaller, a NaN passed over (NaN only if
+# both are); float64 or float32. Unlike a select on a comparison, LLVM vectorizes reductions
+# of them without fastmath's no-NaN promise, and a clamp by them is vmaxpd/vminpd, where
+# the selects became compare-and-mask logic.
+maxnum = intrinsic(_llvm_min_or_max("llvm.maxnum"))
+minnum = intrinsic(_llvm_min_or_max("llvm.minnum"))
 
 
 @intrinsic
@@ -706,7 +714,12 @@ def hardsigmoid_der(x, p0, p1, p3):
 
 @jit
 def hardswish_fwd(x, p0, p1, p3):
-    return 0.0 if x <= -3.0 else x * div_const(relu6_fwd(x + 3.0, p0, p1, p3), 6.0, 1.0 / 6.0)
+    # x + 3 clamped by minnum/maxnum (vmaxpd/vminpd), which pass a NaN over: x's NaN comes
+    # back through the product. relu6's selects became compare, kxor and masked moves here:
+    # the loop alone, 262,144 doubles, one thread, eight interleaved medians: 80 -> 62 us,
+    # where hardsigmoid's loop took 60 (the memory's pace) in the same run.
+    t = minnum(maxnum(x + 3.0, 0.0), 6.0)
+    return 0.0 if x <= -3.0 else x * div_const(t, 6.0, 1.0 / 6.0)
 
 
 @jit
