@@ -139,3 +139,35 @@ def check_streamed_equals_plain(backend, set_stream_limit, names, sizes, seed):
                 set_stream_limit(0)
                 f(x, out=x, backend=backend)
                 np.testing.assert_array_equal(x, want, err_msg=f"{name} in place")
+
+
+def check_streamed_rows_equal_plain(backend, set_stream_limit, shapes, seed):
+    """softmax_backward, the row pass with streaming stores: with the limit at 0 it must write
+    exactly what plain stores write, for each (rows, cols) of `shapes`, into outputs 0-15
+    elements past a 64-byte line (rows then start at every offset from a line), with nothing
+    written past the output, and in place (out = grad_out, out = y)."""
+    from fusedact.backends import _layout
+
+    rng = np.random.default_rng(seed)
+    for dtype in (np.float32, np.float64):
+        for rows, cols in shapes:
+            x = (rng.standard_normal((rows, cols)) * 4).astype(dtype)
+            y = fusedact.softmax(x, backend="numpy")
+            g = rng.standard_normal((rows, cols)).astype(dtype)
+            g.flat[: min(g.size, 4)] = (np.nan, np.inf, -0.0, 1e-40)[: min(g.size, 4)]
+            shift = int(rng.integers(0, 16))
+            written = {}
+            for limit in (_layout.STREAM_OFF, 0):
+                set_stream_limit(limit)
+                buf = np.full(rows * cols + 32, 7.0, dtype)
+                out = buf[shift:shift + rows * cols].reshape(rows, cols)
+                fusedact.softmax_backward(g, y, out=out, backend=backend)
+                written[limit] = buf
+                for name, target in (("grad_out", g.copy()), ("y", y.copy())):
+                    args = (target, y) if name == "grad_out" else (g, target)
+                    fusedact.softmax_backward(*args, out=target, backend=backend)
+                    np.testing.assert_array_equal(
+                        target, out, err_msg=f"in place as {name} {rows}x{cols} limit={limit}")
+            where = f"softmax_backward {np.dtype(dtype).name} {rows}x{cols} shift={shift}"
+            np.testing.assert_array_equal(written[0], written[_layout.STREAM_OFF], err_msg=where)
+            assert (written[0][shift + rows * cols:] == 7.0).all(), where

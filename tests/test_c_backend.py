@@ -123,6 +123,26 @@ def test_streamed_outputs_equal_plain_ones(level, threads):
         fusedact.set_num_threads(fusedact._threads._from_env())
 
 
+@pytest.mark.parametrize("level", ["avx512", "avx2", "baseline"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_streamed_softmax_backward_equals_plain(level, threads):
+    """softmax_backward's rows streamed (limit 0) write what plain stores write: short rows,
+    rows around a 64-byte line, rows of the largest streamed size (32 KiB) and one element
+    more (plain), past the parallel threshold."""
+    from cases import check_streamed_rows_equal_plain, variant_backend
+
+    shapes = [(1, 1), (3, 7), (5, 17), (9, 33), (4, 64), (6, 65), (2, 4095), (2, 4096),
+              (2, 4097), (2, 8192), (2, 8193), (100, 1024), (70, 1001)]
+    before = C.lib.fa_stream_min_bytes(-1)
+    fusedact.set_num_threads(threads)
+    try:
+        with variant_backend(f"c@{level}") as backend:
+            check_streamed_rows_equal_plain(backend, C.lib.fa_stream_min_bytes, shapes, seed=12)
+    finally:
+        C.lib.fa_stream_min_bytes(before)
+        fusedact.set_num_threads(fusedact._threads._from_env())
+
+
 def test_stream_limit_env_var():
     code = ("import fusedact; c = fusedact._dispatch._load('c')[0]; "
             "print(c.lib.fa_stream_min_bytes(-1)); print(c.describe()['streaming stores'])")
