@@ -301,3 +301,29 @@ def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
                                       fusedact.silu_backward(g, x, backend="c"))
         np.testing.assert_array_equal(fusedact.silu(x, derivative=True, backend="numba")[1],
                                       fusedact.silu(x, derivative=True, backend="c")[1])
+
+
+@pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),
+                                       ("swish", {"beta": -0.7}), ("mish", {}),
+                                       ("gelu", {"approximate": "tanh"})],
+                         ids=["silu", "swish", "swish_negative_beta", "mish", "gelu_tanh"])
+def test_float64_forwards_have_the_c_backends_bits(op, params):
+    """float64 silu (2^k by vscalefpd on AVX-512 targets, C's fa512d_silu; the integer-built
+    halves elsewhere, the same rounding), mish's compensated quotient and the x sigmoid(u + err)
+    of swish and gelu's tanh form (fa_x_sigmoid_dw) run the C kernels' arithmetic in their
+    order: the c backend's bits at an FMA level (numba contracts a * b + c), tails where the
+    result underflows gradually, overflow-prone inputs and specials included."""
+    if "c" not in fusedact.available_backends():
+        pytest.skip("the c backend is not built")
+    c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
+    if c_level not in ("avx2", "avx512"):
+        pytest.skip(f"numba contracts to FMA; c runs without it here ({c_level})")
+    f = getattr(fusedact, op)
+    rng = np.random.default_rng(10)
+    x = np.concatenate([rng.standard_normal(30_000) * 8, np.linspace(-800, 60, 30_001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, -708.5, -745.0, -1400.0, -1401.0,
+                         5e-324, -5e-324, 1e300, -1e300, -1.7976931348623157e308]])
+    for n in (x.size, 1, 9, 17, 33):
+        np.testing.assert_array_equal(f(x[:n], backend="numba", **params),
+                                      f(x[:n], backend="c", **params), err_msg=f"n={n}")
+

@@ -20,7 +20,7 @@ from numba.extending import intrinsic
 from .._catalogue import SELU_ALPHA, SELU_SCALE
 from .._coeffs import (ERFC_CHEB_F64, ERFC_K, EXP_F64_POLY, GELU_AMAX_F64, GELU_PIECES_F64,
                        LOG1P_P_F64)
-from ._numba_simd import table_reader
+from ._numba_simd import available as simd_available, scalef, table_reader
 
 # fastmath only for contraction (a*b+c -> fma): it cannot change NaN/inf behaviour.
 jit = njit(inline="always", fastmath={"contract"}, error_model="numpy")
@@ -335,12 +335,31 @@ def celu_der(x, p0, p1, p3):
 
 
 @jit
-def silu_fwd(x, p0, p1, p3):
+def silu_fwd_portable(x, p0, p1, p3):
     p, s1, s2 = exp_parts(-abs(x))
     e = (p * s1) * s2
     num = x if x >= 0.0 else ((x * p) * s1) * s2
     y = num / (1.0 + e)
     return math.copysign(0.0, x) if x < EXP_LO else y
+
+
+@jit
+def silu_fwd_scalef(x, p0, p1, p3):
+    """The same arithmetic with 2^k by vscalefpd, as C's fa512d_silu (one rounding, as the
+    portable (p s1) s2, so the same bits); the portable form's integer-built halves kept
+    numba's float64 silu at 0.66-0.72x c. 262,144 doubles, one thread, side by side with c:
+    300 -> 227-267 us (c 218-250)."""
+    z = -abs(x)
+    z = EXP_LO if z < EXP_LO else z  # NaN stays
+    t = z * LOG2E + MAGIC
+    k = t - MAGIC
+    p = exp_poly((z - k * LN2_HI) - k * LN2_LO)
+    num = x if x >= 0.0 else scalef(x * p, k)
+    y = num / (1.0 + scalef(p, k))
+    return math.copysign(0.0, x) if x < EXP_LO else y
+
+
+silu_fwd = silu_fwd_scalef if simd_available() else silu_fwd_portable
 
 
 @jit

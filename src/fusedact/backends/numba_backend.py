@@ -319,8 +319,8 @@ def _simd_instructions_usable():
 
 
 # (kernel, float32 arithmetic) pairs whose kernels take _numba_simd's instructions on AVX-512
-# targets (table permutes: gelu; vscalefps: float32 silu and gelu_tanh)
-_SIMD_KERNELS = frozenset((("gelu", False), ("gelu", True), ("silu", True),
+# targets (table permutes: gelu; vscalefps: silu and float32 gelu_tanh)
+_SIMD_KERNELS = frozenset((("gelu", False), ("gelu", True), ("silu", False), ("silu", True),
                             ("gelu_tanh", True)))
 
 
