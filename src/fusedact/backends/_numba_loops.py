@@ -27,6 +27,7 @@ pw = _m.pw
 ct = np.float64
 f32_copy = False
 exp_shifted, exp_lite = _m.exp_shifted, _m.exp_lite
+exp_rows = exp_lite
 
 
 def _inline(fn):
@@ -245,6 +246,13 @@ def bias_backward_chunked(g, x, bias, gx, partial, p0, p1, p3):
         serial_loop(g[rows], x[rows], bias, gx[rows], partial[lo:hi], p0, p1, p3)  # noqa: F821
 
 
+def log_softmax_backward_chunked(g, y, out):
+    step = max(1, PARALLEL_CHUNK // max(1, y.shape[1]))  # rows a prange step
+    for c in prange(-(-y.shape[0] // step)):
+        lo, hi = chunk_bounds(c, y.shape[0], step)
+        serial_loop(g[lo:hi], y[lo:hi], out[lo:hi])  # noqa: F821
+
+
 chunk_bounds = _inline(chunk_bounds)
 
 
@@ -402,7 +410,7 @@ def log_softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
         total = row_total(g[r])
         for j in range(y.shape[1]):
-            out[r, j] = ct(g[r, j]) - exp_lite(ct(y[r, j])) * total
+            out[r, j] = ct(g[r, j]) - exp_rows(ct(y[r, j])) * total
 
 
 def takes(best, v):

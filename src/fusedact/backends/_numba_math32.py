@@ -733,6 +733,23 @@ def silu_der_scalef(x, p0, p1, p3):
 silu_der = silu_der_scalef if simd_available() else silu_der_portable
 
 
+@jit
+def exp_lite_scalef(x):
+    """e^x as C's AVX-512 log_softmax backward rows take it: x clamped to [-104, 100] and
+    2^k by vscalefps (gradual underflow where exp_lite flushes under 2^-126). 256 rows of
+    1024, six interleaved rounds with c: numba x c 0.69 -> 0.77 on one thread, 0.65 -> 0.75
+    on two."""
+    z = F(100.0) if x > F(100.0) else x
+    z = EXP_NEG_RAISE if z < EXP_NEG_RAISE else z  # NaN stays
+    p, t = reduce(z)
+    return scalef(p, t - MAGIC)
+
+
+# the log_softmax backward rows' exponential (numba_backend builds those rows through the
+# inlining caller where it is vscalefps)
+exp_rows = exp_lite_scalef if simd_available() else exp_lite
+
+
 # ---- the portable forms of the kernels above that take AVX-512 instructions on AVX-512
 # targets: the cuda backend's (the same algorithms, the same bits) ----
 def _with_portable_scaling(fn):

@@ -369,6 +369,7 @@ def _loops_for(kernel, f32=False):
         binding += ("from fusedact.backends import _numba_math32 as _m32  # noqa: E402\n"
                     f"fwd, der, pw = _m32.{scalar}_fwd, _m32.{scalar}_der, _m32.pw\n"
                     "exp_shifted, exp_lite = _m32.exp_shifted, _m32.exp_lite\n"
+                    "exp_rows = _m32.exp_rows\n"
                     "ct, f32_copy = np.float32, True\n")
     with open(_numba_loops.__file__, encoding="utf-8") as f:
         text = f.read() + binding
@@ -423,4 +424,6 @@ def _build_bias(numba, kernel, backward, f32=False):
 
 
 def _build_rows(numba, name, f32=False):
-    return _jit_pair(numba, getattr(_loops_for(None, f32), name))
+    # float32 log_softmax backward takes vscalefps on AVX-512 targets (_numba_math32.exp_rows)
+    simd = f32 and name == "log_softmax_backward"
+    return _jit_pair(numba, getattr(_loops_for(None, f32), name), simd)
