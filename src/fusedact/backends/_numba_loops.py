@@ -194,8 +194,9 @@ def bias_backward(g, x, bias, gx, partial, p0, p1, p3):
                 acc[j] += np.float64(gx[r, j])
 
 
-# ---- kernels that take _numba_simd's AVX-512 instructions (gelu's table permutes, float32
-# silu's and gelu_tanh's vscalefps): their loops reach that speed only inside a jitted caller
+# ---- kernels that take _numba_simd's AVX-512 instructions (gelu's table permutes; silu's,
+# float32 gelu_tanh's and float32 log_softmax backward's vscalefps/vscalefpd): their loops
+# reach that speed only inside a jitted caller
 # (_numba_simd's inlining_caller explains why). The serial loop is `inlined_call` with
 # `call_inner` bound to the loop, and the parallel one runs that serial loop on chunks of the
 # arrays (a prange loop's body is compiled apart, where the instructions would stay calls).
