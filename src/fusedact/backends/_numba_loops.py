@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from fusedact.backends import _numba_math as _m
+from fusedact.backends._numba_simd import wide_vectors
 from fusedact.backends._numba_stream import (LINE_BYTES, STREAM_BLOCK_BYTES, stream_fence,
                                              stream_line)
 
@@ -54,18 +55,21 @@ derivative_at = _inline(derivative_at)
 def forward(x, out, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
+        wide_vectors()
         out[i] = fwd(ct(x[i]), q0, q1, q3)
 
 
 def backward(g, s, out, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(g.size):
+        wide_vectors()
         out[i] = backward_at(g[i], s[i], q0, q1, q3)
 
 
 def with_derivative(x, out_y, out_d, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for i in prange(x.size):
+        wide_vectors()
         out_y[i] = fwd(ct(x[i]), q0, q1, q3)
         out_d[i] = derivative_at(x[i], out_y[i], q0, q1, q3)
 
@@ -101,9 +105,11 @@ stream_block = _inline(stream_block)
 
 
 def forward_streamed(x, out, p0, p1, p3):
+    wide_vectors()  # the head and tail loops, outside prange
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     block, head, blocks, chunks = stream_plan(out)
     for c in prange(chunks):
+        wide_vectors()
         buf = np.empty(block, out.dtype)
         for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
             xb = x[head + b * block:head + (b + 1) * block]
@@ -118,9 +124,11 @@ def forward_streamed(x, out, p0, p1, p3):
 
 
 def backward_streamed(g, s, out, p0, p1, p3):
+    wide_vectors()  # the head and tail loops, outside prange
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     block, head, blocks, chunks = stream_plan(out)
     for c in prange(chunks):
+        wide_vectors()
         buf = np.empty(block, out.dtype)
         for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
             part = slice(head + b * block, head + (b + 1) * block)
@@ -136,9 +144,11 @@ def backward_streamed(g, s, out, p0, p1, p3):
 
 
 def with_derivative_streamed(x, out_y, out_d, p0, p1, p3):
+    wide_vectors()  # the head and tail loops, outside prange
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     block, head, blocks, chunks = stream_plan(out_y)
     for c in prange(chunks):
+        wide_vectors()
         buf_y = np.empty(block, out_y.dtype)
         buf_d = np.empty(block, out_d.dtype)
         for b in range(c * STREAM_CHUNK_BLOCKS, min(blocks, (c + 1) * STREAM_CHUNK_BLOCKS)):
@@ -160,6 +170,7 @@ def with_derivative_streamed(x, out_y, out_d, p0, p1, p3):
 def bias_forward(x, bias, out, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     for r in prange(x.shape[0]):
+        wide_vectors()
         for j in range(x.shape[1]):
             z = x[r, j] + bias[j]  # rounded to the dtype, as act(x + bias) sees it
             out[r, j] = z if identity else fwd(ct(z), q0, q1, q3)
@@ -176,6 +187,7 @@ def bias_backward(g, x, bias, gx, partial, p0, p1, p3):
     q0, q1, q3 = ct(p0), ct(p1), ct(p3)
     rows = x.shape[0]
     for blk in prange(partial.shape[0]):
+        wide_vectors()
         acc = partial[blk]
         for r in range(blk * BIAS_BLOCK_ROWS, min(rows, (blk + 1) * BIAS_BLOCK_ROWS)):
             for j in range(x.shape[1]):
@@ -202,6 +214,7 @@ def bias_backward(g, x, bias, gx, partial, p0, p1, p3):
 # arrays (a prange loop's body is compiled apart, where the instructions would stay calls).
 # numba_backend binds `call_inner` and `serial_loop` in each copy.
 def inlined_call(*args):
+    wide_vectors()
     return call_inner(args)  # noqa: F821
 
 
@@ -215,18 +228,21 @@ def chunk_bounds(c, n, step):
 
 def forward_chunked(x, out, p0, p1, p3):
     for c in prange(-(-x.size // PARALLEL_CHUNK)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, x.size, PARALLEL_CHUNK)
         serial_loop(x[lo:hi], out[lo:hi], p0, p1, p3)  # noqa: F821
 
 
 def backward_chunked(g, s, out, p0, p1, p3):
     for c in prange(-(-g.size // PARALLEL_CHUNK)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, g.size, PARALLEL_CHUNK)
         serial_loop(g[lo:hi], s[lo:hi], out[lo:hi], p0, p1, p3)  # noqa: F821
 
 
 def with_derivative_chunked(x, out_y, out_d, p0, p1, p3):
     for c in prange(-(-x.size // PARALLEL_CHUNK)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, x.size, PARALLEL_CHUNK)
         serial_loop(x[lo:hi], out_y[lo:hi], out_d[lo:hi], p0, p1, p3)  # noqa: F821
 
@@ -234,6 +250,7 @@ def with_derivative_chunked(x, out_y, out_d, p0, p1, p3):
 def bias_forward_chunked(x, bias, out, p0, p1, p3):
     step = max(1, PARALLEL_CHUNK // max(1, x.shape[1]))  # rows
     for c in prange(-(-x.shape[0] // step)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, x.shape[0], step)
         serial_loop(x[lo:hi], bias, out[lo:hi], p0, p1, p3)  # noqa: F821
 
@@ -242,6 +259,7 @@ def bias_backward_chunked(g, x, bias, gx, partial, p0, p1, p3):
     # whole blocks of BIAS_BLOCK_ROWS a step: each block's partial sums as in one serial call
     step = max(1, PARALLEL_CHUNK // max(1, BIAS_BLOCK_ROWS * x.shape[1]))  # blocks
     for c in prange(-(-partial.shape[0] // step)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, partial.shape[0], step)
         rows = slice(lo * BIAS_BLOCK_ROWS, hi * BIAS_BLOCK_ROWS)
         serial_loop(g[rows], x[rows], bias, gx[rows], partial[lo:hi], p0, p1, p3)  # noqa: F821
@@ -250,6 +268,7 @@ def bias_backward_chunked(g, x, bias, gx, partial, p0, p1, p3):
 def log_softmax_backward_chunked(g, y, out):
     step = max(1, PARALLEL_CHUNK // max(1, y.shape[1]))  # rows a prange step
     for c in prange(-(-y.shape[0] // step)):
+        wide_vectors()
         lo, hi = chunk_bounds(c, y.shape[0], step)
         serial_loop(g[lo:hi], y[lo:hi], out[lo:hi])  # noqa: F821
 
@@ -282,6 +301,7 @@ row_max = _inline(row_max)
 def row_total_f64(a):
     """Sum of a in float64, reordered into SIMD lanes (float32 terms: the order does not
     matter at float64 precision)."""
+    wide_vectors()
     s = 0.0
     for i in range(a.size):
         s += np.float64(a[i])
@@ -353,6 +373,7 @@ row_scale = _inline(row_scale)
 
 def softmax(x, out):
     for r in prange(x.shape[0]):
+        wide_vectors()
         m_ = ct(row_max(x[r]))
         if f32_copy:  # the exponentials stored, then summed in lanes (in place: safe,
             row_fill_exp(x[r], m_, out[r])  # element i is read before it is written)
@@ -366,6 +387,7 @@ def log_softmax(x, out):
     rows, n = x.shape
     chunk = 64
     for c in prange((rows + chunk - 1) // chunk):
+        wide_vectors()
         # out may be x itself, so the exponentials go to a scratch row (storing them was
         # faster for float64 too: 631 -> 438 us for 256 rows of 1024, one thread).
         scratch = np.empty(n, ct)
@@ -385,6 +407,7 @@ def log_softmax(x, out):
 def row_dot(a, b):
     """Sum of a * b in the compute type, reordered into SIMD lanes (a plain sum: the order
     is as arbitrary as the lanes' was; 16 lane arrays kept it at 0.5x the C kernel)."""
+    wide_vectors()
     total = ct(0.0)
     for i in range(a.size):
         total += ct(a[i]) * ct(b[i])
@@ -394,6 +417,7 @@ def row_dot(a, b):
 @njit(fastmath={"contract", "reassoc"}, error_model="numpy")
 def row_total(a):
     """Sum of a in the compute type, reordered into SIMD lanes."""
+    wide_vectors()
     total = ct(0.0)
     for i in range(a.size):
         total += ct(a[i])
@@ -402,6 +426,7 @@ def row_total(a):
 
 def softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
+        wide_vectors()
         dot = row_dot(g[r], y[r])
         for j in range(y.shape[1]):
             out[r, j] = ct(y[r, j]) * (ct(g[r, j]) - dot)
@@ -409,6 +434,7 @@ def softmax_backward(g, y, out):
 
 def log_softmax_backward(g, y, out):
     for r in prange(y.shape[0]):
+        wide_vectors()
         total = row_total(g[r])
         for j in range(y.shape[1]):
             out[r, j] = ct(g[r, j]) - exp_rows(ct(y[r, j])) * total
@@ -428,6 +454,7 @@ def maxout(x, out, pieces):
     # in 4 pieces. Two and four pieces have straight-line bodies that LLVM vectorises with
     # interleaved loads (256x1024 float32 in pairs: 231 -> 20 us); other counts loop.
     for r in prange(x.shape[0]):
+        wide_vectors()
         xr = x[r]
         orow = out[r]
         if pieces == 2:
@@ -453,6 +480,7 @@ def maxout(x, out, pieces):
 
 def maxout_backward(g, x, out, pieces):
     for r in prange(x.shape[0]):
+        wide_vectors()
         xr = x[r]
         orow = out[r]
         grow = g[r]
@@ -492,6 +520,7 @@ def maxout_backward(g, x, out, pieces):
 
 def xent(z, labels, ignore, loss, grad):
     for r in prange(z.shape[0]):
+        wide_vectors()
         label = labels[r]
         if label == ignore:
             loss[r] = 0.0
