@@ -76,12 +76,15 @@ def wide_vectors(typingctx):
 
     LLVM's tuning for Intel's AVX-512 cores (Skylake-X to Emerald Rapids) prefers 256-bit
     vectors, against the clock penalty of 512-bit ones on the first of them; it keeps the
-    numba loops at half the C kernels' width (their intrinsics are zmm) on such a CPU, AMD's
-    Zen 4 aside. On this repository's Emerald Rapids machine, 262,144 float32, one thread,
-    side by side with c: gelu forward 0.55 -> 0.87x c, silu backward 0.72 -> 0.88x (the same
-    as NUMBA_CPU_FEATURES with -prefer-256-bit, which would change the process's other numba
-    code too). A loop is vectorized in the function that holds it after numba's inlining:
-    a prange loop's body is a function of its own, so the call goes inside the loop as well.
+    numba loops at half the C kernels' width (their intrinsics are zmm) on such a CPU (on
+    this repository's earlier AMD Zen 4 machine they had kept 0.7-1.0x c). On its Emerald
+    Rapids machine, 262,144 float32, one thread, side by side with c: NUMBA_CPU_FEATURES with
+    -prefer-256-bit took gelu forward from 0.55 to 0.87x c and silu backward from 0.72 to
+    0.88x, but it would change the process's other numba code too; this attribute measured
+    0.83x and 0.80x (a later, noisier run), and took the numba backend from 238 to 310 of
+    bench/targets.py's 376 cases (82 -> 5 cells under 0.7x c). A loop is vectorized in the
+    function that holds it after numba's inlining: a prange loop's body is a function of its
+    own, so the call goes inside the loop as well.
     Without AVX-512 the attribute changes nothing; other targets ignore it."""
 
     def codegen(context, builder, signature, args):
