@@ -146,6 +146,69 @@ def test_softmax_out_and_in_place(name, backend):
         f(x, axis=2, backend=backend)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_backward_out_aliasing_and_layouts(name, dtype, backend):
+    """The backward's out= as grad_out or y themselves, partly overlapping y, read-only or of
+    the wrong type; Fortran-ordered, transposed, 3-D and strided inputs; a NumPy integer
+    axis; mixed input types. The plain calls take a shorter path than the others, and each
+    must give the numpy reference's rows without touching the inputs."""
+    x = _logits((5, 33), dtype, seed=5)
+    g = _logits((5, 33), dtype, seed=6, scale=1.0)
+    f, b = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    y = f(x, backend=backend)
+    want = b(g, y, backend="numpy")
+    tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-14}
+    g0, y0 = g.copy(), y.copy()
+
+    np.testing.assert_allclose(b(g, y, backend=backend), want, **tol)
+    np.testing.assert_allclose(b(g, y, axis=np.int64(1), backend=backend), want, **tol)
+    out = np.full_like(g, np.nan)
+    assert b(g, y, out=out, backend=backend) is out
+    np.testing.assert_allclose(out, want, **tol)
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(y, y0)
+
+    gg, yy = g.copy(), y.copy()
+    assert b(gg, y, out=gg, backend=backend) is gg
+    np.testing.assert_allclose(gg, want, **tol)
+    assert b(g, yy, out=yy, backend=backend) is yy
+    np.testing.assert_allclose(yy, want, **tol)
+    buf = np.zeros(y.size + 1, dtype)
+    buf[:-1] = y.ravel()
+    shifted = buf[1:].reshape(y.shape)  # overlaps y's view by all but one element
+    b(g, buf[:-1].reshape(y.shape), out=shifted, backend=backend)
+    np.testing.assert_allclose(shifted, want, **tol)
+
+    np.testing.assert_allclose(b(np.asfortranarray(g), np.asfortranarray(y), backend=backend),
+                               want, **tol)
+    np.testing.assert_allclose(b(g.T, y.T, axis=0, backend=backend), want.T, **tol)
+    g3, y3 = np.stack([g, g[::-1]]), np.stack([y, y[::-1]])
+    np.testing.assert_allclose(b(g3, y3, backend=backend), np.stack([want, want[::-1]]), **tol)
+    wide = np.zeros((5, 66), dtype)
+    wide[:, ::2] = y
+    np.testing.assert_allclose(b(g, wide[:, ::2], backend=backend), want, **tol)
+
+    mixed = b(g.astype(np.float32), y.astype(np.float64), backend=backend)
+    assert mixed.dtype == np.float64
+    np.testing.assert_allclose(mixed, b(g.astype(np.float32).astype(np.float64),
+                                        y.astype(np.float64), backend="numpy"),
+                               rtol=1e-12, atol=1e-14)
+    other = np.float64 if dtype == np.float32 else np.float32
+    with pytest.raises(TypeError, match="dtype"):
+        b(g, y, out=np.empty(g.shape, other), backend=backend)
+    with pytest.raises(ValueError, match="shape"):
+        b(g, y, out=np.empty((33, 5), dtype), backend=backend)
+    frozen = np.empty_like(g)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        b(g, y, out=frozen, backend=backend)
+    with pytest.raises(ValueError, match="shape"):
+        b(g[:, :-1], y, backend=backend)
+    np.testing.assert_array_equal(g, g0)
+    np.testing.assert_array_equal(y, y0)
+
+
 def _maxout_loop(x, pieces, axis):
     xm = np.moveaxis(x, axis, -1)
     out = np.empty(xm.shape[:-1] + (xm.shape[-1] // pieces,), dtype=np.float64)

@@ -173,7 +173,9 @@ def _empty_like(like, dtype=None):
     if (like.size < _ALIGN_MIN or dt.itemsize != like.dtype.itemsize
             or not like.flags.c_contiguous or _CFFI is None):
         return np.empty_like(like, dtype=dt)
-    if like.nbytes >= _CACHED_MIN and dt == like.dtype and _cacheable(like):
+    if dt == like.dtype and _cacheable(like):
+        # the same placement in C (and its cache for large outputs): 262,144 float32
+        # elements, 2.8-3.1 -> 0.8 us a call
         return _fast_empty(like, True)
     raw = np.empty(like.nbytes + 64, np.uint8)
     start = (_address(like) - _address(raw)) % 64
@@ -343,7 +345,40 @@ def _axis_input(x, op, arg, axis):
     return xa, normalize_axis_index(axis, xa.ndim)
 
 
+def _plain_rows_call(name, first, second, axis, out, backend):
+    """(resolved backend, output) for a softmax-family call with nothing left to decide
+    (float32 or float64 ndarrays of one dtype and shape, an int axis in range, no out= or an
+    out= of their shape and dtype that is one of them or apart from them), else None for the
+    general path. `first` is x (forward) or the saved y (backward), `second` None or
+    grad_out."""
+    dt = first.dtype
+    if not ((dt is _FLOAT32 or dt is _FLOAT64) and type(axis) is int
+            and -first.ndim <= axis < first.ndim):  # false for 0-d
+        return None
+    if second is not None and (type(second) is not np.ndarray or second.dtype is not dt
+                               or second.shape != first.shape):
+        return None
+    if out is None:
+        be = _dispatch.resolve(backend, name, first)
+        return be, _new_output(first, be)  # like x, or the saved y
+    if (type(out) is np.ndarray and out.dtype is dt and out.shape == first.shape
+            and out.flags.writeable
+            and (out is first or not np.may_share_memory(out, first))
+            and (second is None or out is second or not np.may_share_memory(out, second))):
+        return _dispatch.resolve(backend, name, first), out
+    return None
+
+
 def axis_forward(name, x, axis, out, backend, pieces=None):
+    if (type(x) is np.ndarray and pieces is None
+            and (plain := _plain_rows_call(name, x, None, axis, out, backend)) is not None):
+        # softmax and log_softmax's common calls, without the general path's conversions
+        # and checks (numba's softmax_backward on 16 rows of 1024 float32, one thread:
+        # 11.9-12.6 us a call through the general path, 8.1-9.1 through this one)
+        be, buf = plain
+        if x.size:
+            getattr(be, name)(x, axis % x.ndim, buf)
+        return buf
     if route := _route(x, out):
         return route.axis_forward(name, x, axis, out, backend, pieces)
     xa, ax = _axis_input(x, name, "x", axis)
@@ -372,6 +407,12 @@ def axis_forward(name, x, axis, out, backend, pieces=None):
 
 
 def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
+    if (type(saved) is np.ndarray and pieces is None
+            and (plain := _plain_rows_call(name, saved, grad, axis, out, backend)) is not None):
+        be, buf = plain
+        if saved.size:
+            getattr(be, f"{name}_backward")(grad, saved, axis % saved.ndim, buf)
+        return buf
     if route := _route(grad, saved, out):
         return route.axis_backward(name, grad, saved, axis, out, backend, pieces)
     op = f"{name}_backward"
