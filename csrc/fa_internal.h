@@ -58,6 +58,17 @@ typedef void (*fa_xent_f32_fn)(const float *z, const int64_t *labels, int64_t ig
 typedef void (*fa_xent_f64_fn)(const double *z, const int64_t *labels, int64_t ignore,
                                double *loss, double *grad, int64_t rows, int64_t cols);
 
+/* maxout over the groups [first, end) of `pieces` entries each (fa_loops.inc), and its
+ * backward. */
+typedef void (*fa_maxout_f32_fn)(const float *x, float *y, int64_t first, int64_t end,
+                                 int64_t pieces);
+typedef void (*fa_maxout_f64_fn)(const double *x, double *y, int64_t first, int64_t end,
+                                 int64_t pieces);
+typedef void (*fa_maxout_bwd_f32_fn)(const float *g, const float *x, float *gx, int64_t first,
+                                     int64_t end, int64_t pieces);
+typedef void (*fa_maxout_bwd_f64_fn)(const double *g, const double *x, double *gx,
+                                     int64_t first, int64_t end, int64_t pieces);
+
 /* dst = src for nbytes (a multiple of 4) with non-temporal stores where the target has them;
  * dst 64-byte aligned, src too. The caller fences (fusedact.c, stream_fence) before its results are
  * published to another thread. */
@@ -76,6 +87,10 @@ typedef struct fa_kernels {
     fa_rows_f64_fn rows_f64;
     fa_xent_f32_fn xent_f32;
     fa_xent_f64_fn xent_f64;
+    fa_maxout_f32_fn maxout_f32;
+    fa_maxout_f64_fn maxout_f64;
+    fa_maxout_bwd_f32_fn maxout_bwd_f32;
+    fa_maxout_bwd_f64_fn maxout_bwd_f64;
 } fa_kernels;
 
 /* Row kernels' `kind`. */

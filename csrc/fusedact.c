@@ -752,102 +752,36 @@ int fa_bias_act_backward_f64(int op, const double *g, const double *x, const dou
     return bias_act_backward(1, op, g, x, bias, gx, gb, rows, cols, params, threads);
 }
 
-/* ---- maxout (memory-bound: plain loops, compiled for the baseline) ------------------------ */
-
-/* The groups are taken in blocks of FA_MAXOUT_BLOCK: one pass per piece over the block,
- * each a branch-free select per group (the NaN-first maximum rule), so the compiler can
- * vectorise it. A per-group loop ran at 0.28 Gelem/s for 4 pieces on random data: its
- * comparisons were branches, mispredicted half the time (sorted data ran 2.6x faster). */
-#define FA_MAXOUT_BLOCK 256
-/* b replaces the running best a unless a is NaN; it does when it is larger or NaN. */
-#define FA_MAXOUT_TAKE(a, b) (((a) == (a)) & (((b) > (a)) | ((b) != (b))))
+/* ---- maxout (the loops: fa_loops.inc, compiled for each SIMD target) ---------------------- */
 
 #define FA_MAXOUT(T, SUF)                                                                     \
     typedef struct {                                                                          \
         const T *g, *x;                                                                       \
         T *y;                                                                                 \
         int64_t groups, pieces;                                                               \
+        const fa_kernels *k;                                                                  \
     } maxout_job_##SUF;                                                                       \
     static void maxout_range_##SUF(void *p, int64_t begin, int64_t end)                       \
     {                                                                                         \
         const maxout_job_##SUF *j = p;                                                        \
-        int64_t G = j->groups, P = j->pieces;                                                 \
-        const T *x = j->x;                                                                    \
-        T *y = j->y;                                                                          \
-        if (P == 2) { /* pairs: interleaved loads, no block (256x1024 float32: 92 -> 48 us) */ \
-            for (int64_t i = begin * G; i < end * G; i++) {                                   \
-                T a = x[2 * i], b = x[2 * i + 1];                                             \
-                y[i] = FA_MAXOUT_TAKE(a, b) ? b : a;                                          \
-            }                                                                                 \
-            return;                                                                           \
-        }                                                                                     \
-        for (int64_t i0 = begin * G; i0 < end * G; i0 += FA_MAXOUT_BLOCK) {                   \
-            int64_t n = end * G - i0 < FA_MAXOUT_BLOCK ? end * G - i0 : FA_MAXOUT_BLOCK;      \
-            for (int64_t i = 0; i < n; i++)                                                   \
-                y[i0 + i] = x[(i0 + i) * P];                                                  \
-            for (int64_t k = 1; k < P; k++)                                                   \
-                for (int64_t i = 0; i < n; i++) {                                             \
-                    T a = y[i0 + i], b = x[(i0 + i) * P + k];                                 \
-                    y[i0 + i] = FA_MAXOUT_TAKE(a, b) ? b : a;                                 \
-                }                                                                             \
-        }                                                                                     \
+        j->k->maxout_##SUF(j->x, j->y, begin * j->groups, end * j->groups, j->pieces);        \
     }                                                                                         \
     static void maxout_bwd_range_##SUF(void *p, int64_t begin, int64_t end)                   \
     {                                                                                         \
         const maxout_job_##SUF *j = p;                                                        \
-        int64_t G = j->groups, P = j->pieces;                                                 \
-        const T *x = j->x;                                                                    \
-        T *out = j->y;                                                                        \
-        if (P == 2) {                                                                         \
-            for (int64_t i = begin * G; i < end * G; i++) {                                   \
-                int second = FA_MAXOUT_TAKE(x[2 * i], x[2 * i + 1]);                          \
-                T g = j->g[i];                                                                \
-                out[2 * i] = second ? (T)0 : g;                                               \
-                out[2 * i + 1] = second ? g : (T)0;                                           \
-            }                                                                                 \
-            return;                                                                           \
-        }                                                                                     \
-        if (P > INT32_MAX) { /* groups too long for the int32 index: one group at a time */   \
-            for (int64_t i = begin * G; i < end * G; i++) {                                   \
-                int64_t at = 0;                                                               \
-                for (int64_t k = 1; k < P; k++)                                               \
-                    if (FA_MAXOUT_TAKE(x[i * P + at], x[i * P + k]))                          \
-                        at = k;                                                               \
-                memset(out + i * P, 0, (size_t)P * sizeof(T));                                \
-                out[i * P + at] = j->g[i];                                                    \
-            }                                                                                 \
-            return;                                                                           \
-        }                                                                                     \
-        T best[FA_MAXOUT_BLOCK];                                                              \
-        int32_t at[FA_MAXOUT_BLOCK]; /* int32 and masks: an int64 select was a branch */      \
-        for (int64_t i0 = begin * G; i0 < end * G; i0 += FA_MAXOUT_BLOCK) {                   \
-            int64_t n = end * G - i0 < FA_MAXOUT_BLOCK ? end * G - i0 : FA_MAXOUT_BLOCK;      \
-            for (int64_t i = 0; i < n; i++) {                                                 \
-                best[i] = x[(i0 + i) * P];                                                    \
-                at[i] = 0;                                                                    \
-            }                                                                                 \
-            for (int64_t k = 1; k < P; k++)                                                   \
-                for (int64_t i = 0; i < n; i++) {                                             \
-                    T a = best[i], b = x[(i0 + i) * P + k];                                   \
-                    int32_t take = -(int32_t)FA_MAXOUT_TAKE(a, b); /* all ones or 0 */        \
-                    best[i] = take ? b : a;                                                   \
-                    at[i] = (at[i] & ~take) | ((int32_t)k & take);                            \
-                }                                                                             \
-            memset(out + i0 * P, 0, (size_t)(n * P) * sizeof(T));                            \
-            for (int64_t i = 0; i < n; i++)                                                   \
-                out[(i0 + i) * P + at[i]] = j->g[i0 + i];                                     \
-        }                                                                                     \
+        j->k->maxout_bwd_##SUF(j->g, j->x, j->y, begin * j->groups, end * j->groups,          \
+                               j->pieces);                                                    \
     }                                                                                         \
     int fa_maxout_##SUF(const T *x, T *y, int64_t rows, int64_t groups, int64_t pieces,       \
                         int threads)                                                          \
     {                                                                                         \
-        maxout_job_##SUF j = {NULL, x, y, groups, pieces};                                    \
+        maxout_job_##SUF j = {NULL, x, y, groups, pieces, kern()};                            \
         return rows_parallel(rows, groups * pieces, threads, maxout_range_##SUF, &j);         \
     }                                                                                         \
     int fa_maxout_backward_##SUF(const T *g, const T *x, T *gx, int64_t rows, int64_t groups, \
                                  int64_t pieces, int threads)                                 \
     {                                                                                         \
-        maxout_job_##SUF j = {g, x, gx, groups, pieces};                                      \
+        maxout_job_##SUF j = {g, x, gx, groups, pieces, kern()};                              \
         return rows_parallel(rows, groups * pieces, threads, maxout_bwd_range_##SUF, &j);     \
     }
 

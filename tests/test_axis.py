@@ -244,6 +244,32 @@ def test_maxout_forward_backward(shape, pieces, axis, dtype, backend):
     np.testing.assert_array_equal(gi, np.moveaxis(want, -1, axis).astype(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pieces", [2, 3, 4, 5, 6, 8, 12, 16, 32])
+def test_maxout_ties_nans_and_signed_zeros_in_every_position(pieces, dtype, backend):
+    """Groups drawn from seven values (NaN, +-inf, +-0, +-1), so that most hold ties, several
+    NaNs or both zeros: the result is the group's first NaN, else its first maximum (with that
+    entry's sign), and the backward routes grad to that entry. 300 groups a row cross the C
+    kernels' blocks, whose even counts are reduced as pairs of pairs."""
+    alphabet = np.array([np.nan, -np.inf, -1.0, -0.0, 0.0, 1.0, np.inf], dtype)
+    x = alphabet[np.random.default_rng(pieces).integers(0, 7, (3, 300 * pieces))]
+    g = np.random.default_rng(1).standard_normal((3, 300)).astype(dtype)
+    groups = x.reshape(3, 300, pieces)
+    nans = np.isnan(groups)
+    first = np.where(nans.any(-1), nans.argmax(-1),
+                     np.where(nans, -np.inf, groups).argmax(-1))  # argmax: the first maximum
+    want = np.take_along_axis(groups, first[..., None], -1)[..., 0]
+    y = fusedact.maxout(x, pieces, backend=backend)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    number = ~np.isnan(want)
+    np.testing.assert_array_equal(y[number], want[number])
+    np.testing.assert_array_equal(np.signbit(y[number]), np.signbit(want[number]))
+    gi = fusedact.maxout_backward(g, x, pieces, backend=backend)
+    route = np.zeros_like(groups)
+    np.put_along_axis(route, first[..., None], g[..., None], -1)
+    np.testing.assert_array_equal(gi, route.reshape(x.shape))
+
+
 def test_maxout_errors(backend):
     with pytest.raises(ValueError, match="not a multiple of pieces"):
         fusedact.maxout(np.zeros((2, 5)), 2, backend=backend)

@@ -472,8 +472,11 @@ class NumpyBackend(Backend):
 
     def maxout(self, x, pieces, axis, out):
         groups = _grouped(x, pieces, axis)
-        # np.max propagates NaN, as PyTorch's max does.
-        out[...] = np.max(groups, axis=axis + 1)
+        # The entry argmax finds, the first NaN or else the first maximum: the one the
+        # backward routes to, and of two equal zeros the first one's sign, as the compiled
+        # backends give it (np.max's SIMD loop returns either zero).
+        first_max = np.expand_dims(np.argmax(groups, axis=axis + 1), axis + 1)
+        out[...] = np.squeeze(np.take_along_axis(groups, first_max, axis + 1), axis + 1)
 
     def maxout_backward(self, grad, x, pieces, axis, out):
         gaxis = axis + 1  # axis is normalised to >= 0 by the front end
