@@ -1,6 +1,7 @@
 """The c backend's C-API entry (fusedact._fastpath, csrc/pyext/fastpath.c).
 
-It takes a public elementwise call (and softmax/log_softmax along the last axis) when
+It takes a public elementwise call (softmax/log_softmax along the last axis, bias_act and
+its backward at an activation's default parameters, softmax_cross_entropy) when
 nothing is left to decide (a plain float32/float64 C-contiguous ndarray, default parameters,
 no out= or an out= it can write directly, backend= None or "c") and the dispatcher has chosen
 the c backend for the op process-wide. These tests check that what it returns is what the
@@ -30,7 +31,10 @@ pytestmark = pytest.mark.skipif(
     reason="the C-API entry runs only where the c backend is built and chosen by auto")
 
 ROW_OPS = ["log_softmax", "softmax"]  # along the last axis, through fa_rows_*
-FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS))
+# bias_act's slots (one per activation) and the cross-entropy's, through the fused kernels
+BIAS_SLOTS = sorted(n for n in _api.FAST_SLOTS if n.startswith("bias_act:"))
+FUSED_SLOTS = BIAS_SLOTS + ["softmax_cross_entropy"]
+FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS) - set(FUSED_SLOTS))
 LIMIT = _api._ALIGN_MIN
 
 
@@ -67,8 +71,10 @@ def test_every_op_without_required_parameters_has_a_slot():
     assert FAST_OPS, "no op routed through the entry"
     for name in FAST_OPS:
         assert OPS[name].family == "elementwise"
-    assert sorted(set(_api.FAST_SLOTS) - set(FAST_OPS)) == ROW_OPS
+    assert sorted(set(_api.FAST_SLOTS) - set(FAST_OPS) - set(FUSED_SLOTS)) == ROW_OPS
+    assert BIAS_SLOTS == sorted(f"bias_act:{n}" for n in FAST_OPS + ["identity"])
     assert len(set(_api.FAST_SLOTS.values())) == len(_api.FAST_SLOTS)
+    assert max(_api.FAST_SLOTS.values()) < fastpath.KEYWORD_BASE
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -564,3 +570,172 @@ def test_the_cache_allocator_refuses_what_it_cannot_place():
     for x in (swapped, transposed):
         np.testing.assert_array_equal(fusedact.sigmoid(x, derivative=True)[0],
                                       fusedact.sigmoid(np.ascontiguousarray(x, np.float64)))
+
+
+# ---- the fused ops: bias_act (forward, backward) and softmax_cross_entropy ----------------
+def _bias_inputs(act, dtype, shape, seed):
+    rng = np.random.default_rng(seed)
+    domain = OPS[act].domain if act in OPS else (-10.0, 10.0)
+    x = _inputs(dtype, OPS.get(act, OPS["relu"]), int(np.prod(shape))).reshape(shape)
+    bias = rng.uniform(domain[0] / 4, domain[1] / 4, shape[-1]).astype(dtype)
+    return x, bias, rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", ["identity"] + FAST_OPS)
+def test_bias_act_calls_match_the_general_path(act, dtype):
+    slot = _api.FAST_SLOTS[f"bias_act:{act}"]
+    for shape in [(1,), (7,), (3, 5), (2, 3, 17), (4, 64), (LIMIT // 64 + 3, 64)]:
+        x, bias, g = _bias_inputs(act, dtype, shape, seed=len(shape))
+        before = (x.copy(), bias.copy(), g.copy())
+        y = fusedact.bias_act(x, bias, act)
+        assert fastpath.bias_forward(slot, x, bias) is not None, "declined a plain call"
+        want = _api.bias_act(x, bias, act, None, "c", {})
+        _same_bits(y, want)
+        _same_bits(fusedact.bias_act(x, bias, act, backend="c"), want)
+        out = np.full_like(x, 7.0)
+        assert fusedact.bias_act(x, bias, act, out=out) is out
+        _same_bits(out, want)
+        inplace = x.copy()
+        assert fastpath.bias_forward(slot, inplace, bias, inplace) is inplace
+        _same_bits(inplace, want)
+        gx, gb = fusedact.bias_act_backward(g, x, bias, act)
+        assert fastpath.bias_backward(slot, g, x, bias) is not None
+        want_gx, want_gb = _api.bias_act_backward(g, x, bias, act, None, "c", {})
+        _same_bits(gx, want_gx)
+        _same_bits(gb, want_gb)
+        for a, b in zip((x, bias, g), before):
+            np.testing.assert_array_equal(a, b)  # inputs untouched
+    if act == "identity":
+        _same_bits(fusedact.bias_act(x, bias, None), x + bias)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_calls_match_the_general_path(dtype):
+    slot = _api.FAST_SLOTS["softmax_cross_entropy"]
+    rng = np.random.default_rng(17)
+    for shape in [(5,), (1, 7), (4, 33), (3, 2, 17), (70, 1024)]:
+        z = (rng.standard_normal(shape) * 4).astype(dtype)
+        labels = rng.integers(0, shape[-1], shape[:-1])
+        if labels.size > 1:
+            labels.flat[1] = -100  # ignored: loss 0, a zero gradient row
+        before = z.copy()
+        loss, grad = fusedact.softmax_cross_entropy(z, labels)
+        assert fastpath.xent(slot, z, labels, -100) is not None, "declined a plain call"
+        want_loss, want_grad = _api.softmax_cross_entropy(z, labels, -100, None, "c")
+        assert loss.shape == labels.shape and loss.dtype == dtype
+        _same_bits(loss, want_loss)
+        _same_bits(grad, want_grad)
+        third = labels.copy()
+        third[...] = 3 % shape[-1]
+        _same_bits(fusedact.softmax_cross_entropy(z, third, ignore_index=3 % shape[-1])[1],
+                   np.zeros_like(z))
+        np.testing.assert_array_equal(z, before)
+
+
+def test_fused_calls_the_entry_declines_keep_their_meaning():
+    rng = np.random.default_rng(19)
+    x = rng.standard_normal((6, 16)).astype(np.float32)
+    bias = rng.standard_normal(16).astype(np.float32)
+    fusedact.bias_act(x, bias, "silu")  # the dispatcher chooses c for bias_act
+    slot = _api.FAST_SLOTS["bias_act:silu"]
+    want = _api.bias_act(x, bias, "silu", None, "c", {})
+    declined = [
+        ("short bias", (x, bias[:-1]), ValueError),
+        ("2-D bias", (x, bias[None, :]), ValueError),
+        ("float64 bias", (x, bias.astype(np.float64)), None),
+        ("transposed x", (np.asfortranarray(x), bias), None),
+        ("strided bias", (x, np.repeat(bias, 2)[::2]), None),
+        ("list bias", (x, list(bias)), None),
+    ]
+    for what, (a, b), error in declined:
+        assert fastpath.bias_forward(slot, a, b) is None, what
+        if error is not None:
+            with pytest.raises(error, match="bias"):
+                fusedact.bias_act(a, b, "silu")
+            continue
+        got = fusedact.bias_act(a, b, "silu")
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=what)
+    room = np.zeros(x.size + 16, np.float32)
+    room[:16] = bias
+    over_bias = room[:x.size].reshape(x.shape)  # out's first row is the bias itself
+    assert fastpath.bias_forward(slot, x, room[:16], over_bias) is None
+    assert fusedact.bias_act(x, room[:16], "silu", out=over_bias) is over_bias
+    _same_bits(over_bias, want)
+    shifted = np.zeros(x.size + 1, np.float32)
+    shifted[:-1] = x.ravel()
+    partial = shifted[1:].reshape(x.shape)  # overlaps x but is not x
+    assert fastpath.bias_forward(slot, shifted[:-1].reshape(x.shape), bias, partial) is None
+    fusedact.bias_act(shifted[:-1].reshape(x.shape), bias, "silu", out=partial)
+    _same_bits(partial, want)
+    leaky = fusedact.bias_act(x, bias, "leaky_relu", negative_slope=0.25)  # parameters: Python
+    np.testing.assert_allclose(leaky, np.where(x + bias > 0, x + bias, 0.25 * (x + bias)))
+    with pytest.raises(ValueError, match="not an elementwise op"):
+        fusedact.bias_act(x, bias, "softmax")
+
+    zslot = _api.FAST_SLOTS["softmax_cross_entropy"]
+    fusedact.softmax_cross_entropy(x, np.zeros(6, np.int64))
+    labels = np.arange(6)
+    loss, grad = _api.softmax_cross_entropy(x, labels, -100, None, "c")
+    for what, lab, ignore in [("int32 labels", labels.astype(np.int32), -100),
+                              ("strided labels", np.repeat(labels, 2)[::2], -100),
+                              ("NumPy int ignore_index", labels, np.int64(-100)),
+                              ("huge ignore_index", labels, 2**70)]:
+        assert fastpath.xent(zslot, x, lab, ignore) is None, what
+        got_loss, got_grad = fusedact.softmax_cross_entropy(x, lab, ignore_index=ignore)
+        _same_bits(got_loss, loss)
+        _same_bits(got_grad, grad)
+    for what, lab, match in [("label 16 of 16 classes", np.full(6, 16), "out of range"),
+                             ("negative label", np.full(6, -1), "out of range"),
+                             ("labels of another shape", np.zeros(5, np.int64), "shape"),
+                             ("float labels", labels.astype(np.float64), "integer")]:
+        assert fastpath.xent(zslot, x, lab, -100) is None, what
+        with pytest.raises((ValueError, TypeError), match=match):
+            fusedact.softmax_cross_entropy(x, lab)
+
+
+def test_use_backend_turns_the_fused_entry_off_and_backend_c_binds_its_own_slots():
+    _dispatch.register_backend("numpy", "fusedact.backends.numpy_backend", "NumpyBackend")
+    x = np.linspace(-3, 3, 48, dtype=np.float32).reshape(3, 16)
+    bias, labels = np.ones(16, np.float32), np.arange(3)
+    slot, zslot = _api.FAST_SLOTS["bias_act:gelu"], _api.FAST_SLOTS["softmax_cross_entropy"]
+    assert fastpath.bias_forward(slot, x, bias) is None  # unbound by register_backend
+    fusedact.bias_act(x, bias, "gelu", backend="c")
+    fusedact.softmax_cross_entropy(x, labels, backend="c")
+    base = fastpath.KEYWORD_BASE
+    assert fastpath.bias_forward(slot + base, x, bias) is not None
+    assert fastpath.xent(zslot + base, x, labels, -100) is not None
+    assert fastpath.bias_forward(slot, x, bias) is None  # backend=None waits for auto's choice
+    fusedact.bias_act(x, bias, "gelu")
+    fusedact.softmax_cross_entropy(x, labels)
+    assert fastpath.bias_backward(slot, x, x, bias) is not None
+    assert fastpath.xent(zslot, x, labels, -100) is not None
+    with fusedact.use_backend("numpy"):
+        assert fastpath.bias_forward(slot, x, bias) is None
+        assert fastpath.bias_backward(slot, x, x, bias) is None
+        assert fastpath.xent(zslot, x, labels, -100) is None
+        assert fastpath.bias_forward(slot + base, x, bias) is not None  # the keyword's own
+    assert fastpath.xent(zslot, x, labels, -100) is not None
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_large_fused_calls_follow_the_thread_count(threads):
+    before = fusedact.get_num_threads()
+    fusedact.set_num_threads(threads)
+    try:
+        rng = np.random.default_rng(23)
+        x = rng.standard_normal((301, 1031)).astype(np.float32)
+        bias = rng.standard_normal(1031).astype(np.float32)
+        fusedact.bias_act(x, bias, "tanh")
+        assert fastpath.bias_forward(_api.FAST_SLOTS["bias_act:tanh"], x, bias) is not None
+        _same_bits(fusedact.bias_act(x, bias, "tanh"), _api.bias_act(x, bias, "tanh", None,
+                                                                     "c", {}))
+        for got, want in zip(fusedact.bias_act_backward(x, x, bias, "tanh"),
+                             _api.bias_act_backward(x, x, bias, "tanh", None, "c", {})):
+            _same_bits(got, want)
+        labels = rng.integers(0, 1031, 301)
+        for got, want in zip(fusedact.softmax_cross_entropy(x, labels),
+                             _api.softmax_cross_entropy(x, labels, -100, None, "c")):
+            _same_bits(got, want)
+    finally:
+        fusedact.set_num_threads(before)

@@ -565,6 +565,10 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
         _check_out(out_grad, z.shape, result, op, "out[1]")
     tl = _Target(out_loss, lab.shape, result, compute, (z,), None, in_place_ok=False)
     tg = _Target(out_grad, z.shape, result, compute, (z,), zc)
+    if not -2**63 <= ignore_index < 2**63:
+        # no int64 label equals it, and every label is a class (checked above): the kernels
+        # take a value no class has (a C int64_t cannot hold this one)
+        ignore_index = -1
     if zc.size:
         be.softmax_cross_entropy(zc, np.ascontiguousarray(lab64), ignore_index,
                                  tl.buffer, tg.buffer)
@@ -573,7 +577,9 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 
 # ---- generated public functions -----------------------------------------------------------
 try:  # the c backend's C-API entry, built with the C extension
-    from ._fastpath import KEYWORD_BASE, backward as _fast_backward, forward as _fast_forward
+    from ._fastpath import (KEYWORD_BASE, backward as _fast_backward,
+                            bias_backward as _fast_bias_backward, bias_forward as _fast_bias,
+                            forward as _fast_forward, xent as _fast_xent)
 except ImportError:  # not built: every call takes the Python path
     KEYWORD_BASE = 128
 
@@ -581,6 +587,15 @@ except ImportError:  # not built: every call takes the Python path
         return None
 
     def _fast_backward(slot, grad_out, saved, out=None):
+        return None
+
+    def _fast_bias(slot, x, bias, out=None):
+        return None
+
+    def _fast_bias_backward(slot, grad_out, x, bias):
+        return None
+
+    def _fast_xent(slot, logits, labels, ignore_index):
         return None
 
 
@@ -790,6 +805,31 @@ def _build_axis(spec, ns):
             _make(f"{spec.name}_backward", bwd, doc_b, spec, env))
 
 
+# The fused ops' plain calls go to the C-API entry first, as the elementwise ops' do: an
+# activation named by a string (or None) at its default parameters, no out= (bias_act: or
+# one the entry writes directly), backend=None or "c". bias_act has a slot per activation.
+_FUSED_FAST = {
+    "bias_act": ("    if ((backend is None or backend is _C) and not params\n"
+                 "            and (type(act) is str or act is None)\n"
+                 "            and (slot := _BIAS_SLOTS.get(act)) is not None):\n"
+                 "        y = _fast_bias(slot if backend is None else slot + _KEYWORD_BASE, x, "
+                 "bias, out)\n"
+                 "        if y is not None:\n"
+                 "            return y\n"),
+    "bias_act_backward": ("    if ((backend is None or backend is _C) and not params and out is None\n"
+                          "            and (type(act) is str or act is None)\n"
+                          "            and (slot := _BIAS_SLOTS.get(act)) is not None):\n"
+                          "        r = _fast_bias_backward(slot if backend is None else slot + "
+                          "_KEYWORD_BASE, grad_out, x, bias)\n"
+                          "        if r is not None:\n"
+                          "            return r\n"),
+    "softmax_cross_entropy": ("    if (backend is None or backend is _C) and out is None:\n"
+                              "        r = _fast_xent(_XENT_SLOT if backend is None else "
+                              "_XENT_SLOT + _KEYWORD_BASE, logits, labels, ignore_index)\n"
+                              "        if r is not None:\n"
+                              "            return r\n"),
+}
+
 _FUSED_SOURCES = {
     "bias_act": (
         "def __call__(self, x, bias, act, *, out=None, backend=None, **params):\n"
@@ -826,6 +866,9 @@ def build_public_functions() -> dict:
         "_M1": -1,  # axis=-1, the softmax default: `is` holds (CPython caches small ints)
         "_fast_forward": _fast_forward,
         "_fast_backward": _fast_backward,
+        "_fast_bias": _fast_bias,
+        "_fast_bias_backward": _fast_bias_backward,
+        "_fast_xent": _fast_xent,
         "_elementwise_forward": elementwise_forward,
         "_elementwise_backward": elementwise_backward,
         "_axis_forward": axis_forward,
@@ -844,7 +887,18 @@ def build_public_functions() -> dict:
             continue
         functions[fwd.public_name] = fwd
         functions[bwd.public_name] = bwd
+    # the entry's slots for the fused ops: bias_act's per activation whose parameters all
+    # have defaults (and the identity, also act=None), then the cross-entropy's
+    bias_slots = {}
+    for act in ("identity", *(n for n, s in OPS.items() if s.family == ELEMENTWISE
+                              and all(p.default is not REQUIRED for p in s.params))):
+        bias_slots[act] = FAST_SLOTS.setdefault(f"bias_act:{act}", len(FAST_SLOTS))
+    bias_slots[None] = bias_slots["identity"]
+    ns.update(_BIAS_SLOTS=bias_slots, _KEYWORD_BASE=KEYWORD_BASE,
+              _XENT_SLOT=FAST_SLOTS.setdefault("softmax_cross_entropy", len(FAST_SLOTS)))
+    assert len(FAST_SLOTS) <= KEYWORD_BASE
     for name, (source, doc) in _FUSED_SOURCES.items():
         base = OPS[name.replace("_backward", "")]
-        functions[name] = _make(name, source, doc, base, ns)
+        head, body = source.split("\n", 1)
+        functions[name] = _make(name, head + "\n" + _FUSED_FAST[name] + body, doc, base, ns)
     return functions

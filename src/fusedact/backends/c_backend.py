@@ -81,17 +81,22 @@ class CBackend(_layout.FlatElementwise, Backend):
 
     def bind_entry(self, op_name, keyword=False):
         """Let fusedact._fastpath run op_name's plain calls: its slot gets the op id and the
-        default parameters' block. keyword=False: the dispatcher chose this backend for the op
-        process-wide (backend=None calls); True: a call named it (backend="c" calls, their own
-        slots). Called once per op and kind, and again after register_backend() unbound every
-        slot."""
+        default parameters' block (bias_act: one slot per activation). keyword=False: the
+        dispatcher chose this backend for the op process-wide (backend=None calls); True: a
+        call named it (backend="c" calls, their own slots). Called once per op and kind, and
+        again after register_backend() unbound every slot."""
         from .. import _api, _dispatch
 
-        fastpath, slot = _dispatch._fastpath, _api.FAST_SLOTS.get(op_name)
-        if fastpath is None or slot is None or type(self) is not CBackend:
+        fastpath = _dispatch._fastpath
+        if op_name == "bias_act":
+            slots = {name: slot for name, slot in _api.FAST_SLOTS.items()
+                     if name.startswith("bias_act:")}
+        else:
+            slot = _api.FAST_SLOTS.get(op_name)
+            slots = {op_name: slot} if slot is not None else {}
+        if fastpath is None or not slots or type(self) is not CBackend:
             return  # a registered subclass may override the methods the entry would skip
-        if keyword:
-            slot += fastpath.KEYWORD_BASE
+        base = fastpath.KEYWORD_BASE if keyword else 0
         if not self._entry_bound:
             def address(name):
                 return int(self.ffi.cast("uintptr_t", self.ffi.addressof(self.lib, name)))
@@ -100,16 +105,31 @@ class CBackend(_layout.FlatElementwise, Backend):
             fastpath.bind(address("fa_elementwise_f32"), address("fa_elementwise_f64"),
                           _api._ALIGN_MIN)
             fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"))
+            fastpath.bind_fused(*(address(f"fa_{name}_{t}")
+                                  for name in ("bias_act", "bias_act_backward", "softmax_xent")
+                                  for t in ("f32", "f64")))
             _threads.get_num_threads()  # reads FUSEDACT_NUM_THREADS, tells the entry
             self._entry_bound = True
-        if op_name in ("softmax", "log_softmax"):  # along the last axis; no parameters
-            fastpath.bind_row_slot(slot, _ROWS[op_name])  # the forward's kind, 0 or 1
-            return
-        spec = OPS[op_name]
-        defaults = spec.coerce_params({p.name: p.default for p in spec.params})
-        op, block = self._op_and_params(spec, defaults)
-        self._entry_blocks[op_name] = block  # keeps the block alive while the slot points at it
-        fastpath.bind_slot(slot, op, int(self.ffi.cast("uintptr_t", block)))
+        for name, slot in slots.items():
+            if name in ("softmax", "log_softmax"):  # along the last axis; no parameters
+                fastpath.bind_row_slot(base + slot, _ROWS[name])  # the forward's kind, 0 or 1
+                continue
+            if name == "softmax_cross_entropy":
+                fastpath.bind_fused_slot(base + slot, fastpath.SLOT_XENT, 0, 0)
+                continue
+            act = name.partition("bias_act:")[2]
+            spec = OPS[act if act else name] if act != "identity" else None
+            if spec is None:
+                op, block = -1, self.ffi.new("double[4]")
+            else:
+                defaults = spec.coerce_params({p.name: p.default for p in spec.params})
+                op, block = self._op_and_params(spec, defaults)
+            self._entry_blocks[name] = block  # keeps the block alive while the slot points at it
+            address_of_block = int(self.ffi.cast("uintptr_t", block))
+            if act:
+                fastpath.bind_fused_slot(base + slot, fastpath.SLOT_BIAS, op, address_of_block)
+            else:
+                fastpath.bind_slot(base + slot, op, address_of_block)
 
     def simd(self) -> str:
         return SIMD_LEVELS[self.lib.fa_simd_level()]
