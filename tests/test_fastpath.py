@@ -55,6 +55,11 @@ def _general_forward(name, x, out=None):
     return _api.axis_forward(name, x, -1, out, "c")
 
 
+def _general_derivative(name, x):
+    spec = OPS[name]
+    return _api.elementwise_forward(spec, x, spec.defaults(), None, True, "c")
+
+
 def _general_backward(name, grad, saved, out=None):
     spec = OPS[name]
     if spec.family == "elementwise":
@@ -92,6 +97,11 @@ def test_small_calls_match_the_general_path(name, dtype):
         assert fastpath.forward(slot, x) is not None, "the entry declined a call it should take"
         _same_bits(y, _general_forward(name, x))
         _same_bits(forward(x, backend="c"), y)
+        yd = forward(x, derivative=True)
+        assert fastpath.derivative(slot, x) is not None
+        for got, want in zip(yd, _general_derivative(name, x)):
+            _same_bits(got, want)
+        _same_bits(yd[0], y)
         grad = rng.standard_normal(shape).astype(dtype)
         saved = x if spec.saved == "x" else y
         g = backward(grad, saved)
@@ -118,6 +128,8 @@ def test_large_calls_follow_the_thread_count_and_alignment(name, threads):
             assert (y.ctypes.data - x.ctypes.data) % 64 == 0  # placed as _api._empty_like does
             assert y.base is not None and y.flags.c_contiguous and y.flags.writeable
             _same_bits(y, _general_forward(name, x))
+            for got, want in zip(forward(x, derivative=True), _general_derivative(name, x)):
+                _same_bits(got, want)
             g = backward(x, x if spec.saved == "x" else y)
             _same_bits(g, _general_backward(name, x, x if spec.saved == "x" else y))
     finally:
@@ -301,6 +313,7 @@ def test_calls_the_entry_declines_keep_their_meaning(what, a):
     slot = _api.FAST_SLOTS["sigmoid"]
     assert fastpath.forward(slot, a) is None
     assert fastpath.backward(slot, a, a) is None
+    assert fastpath.derivative(slot, a) is None
     got, want = fusedact.sigmoid(a), fusedact.sigmoid(a, backend="c")
     assert type(got) is type(want) and np.asarray(got).dtype == np.asarray(want).dtype
     np.testing.assert_array_equal(got, want)
@@ -359,6 +372,7 @@ def test_use_backend_turns_the_entry_off_in_every_thread(monkeypatch):
                         lambda self, *a: calls.append(1) or original(self, *a))
     with fusedact.use_backend("numpy"):
         assert fastpath.forward(slot, x) is None
+        assert fastpath.derivative(slot, x) is None
         fusedact.silu(x)
         with fusedact.use_backend("c"):
             fusedact.silu(x)
@@ -739,3 +753,17 @@ def test_large_fused_calls_follow_the_thread_count(threads):
             _same_bits(got, want)
     finally:
         fusedact.set_num_threads(before)
+
+
+def test_derivative_with_out_or_on_a_row_slot_goes_the_python_way():
+    x = np.linspace(-4, 4, 50)
+    fusedact.tanh(x)
+    y, d = np.empty_like(x), np.empty_like(x)
+    got = fusedact.tanh(x, derivative=True, out=(y, d))
+    assert got[0] is y and got[1] is d
+    for a, b in zip(got, _general_derivative("tanh", x)):
+        _same_bits(a, b)
+    fusedact.softmax(x)
+    assert fastpath.derivative(_api.FAST_SLOTS["softmax"], x) is None
+    fusedact.bias_act(x[None, :], x, "tanh")
+    assert fastpath.derivative(_api.FAST_SLOTS["bias_act:tanh"], x) is None

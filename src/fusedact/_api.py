@@ -579,7 +579,8 @@ def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
 try:  # the c backend's C-API entry, built with the C extension
     from ._fastpath import (KEYWORD_BASE, backward as _fast_backward,
                             bias_backward as _fast_bias_backward, bias_forward as _fast_bias,
-                            forward as _fast_forward, xent as _fast_xent)
+                            derivative as _fast_derivative, forward as _fast_forward,
+                            xent as _fast_xent)
 except ImportError:  # not built: every call takes the Python path
     KEYWORD_BASE = 128
 
@@ -587,6 +588,9 @@ except ImportError:  # not built: every call takes the Python path
         return None
 
     def _fast_backward(slot, grad_out, saved, out=None):
+        return None
+
+    def _fast_derivative(slot, x):
         return None
 
     def _fast_bias(slot, x, bias, out=None):
@@ -720,8 +724,9 @@ def _build_elementwise(spec, ns):
         slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
         same = "".join(f" and {p.name} is _default_{p.name}" for p in spec.params)
         pick = "(backend is None or backend is _C)"
-        fwd_body = (f"    if {pick} and not derivative{same}:\n"
-                    f"        y = _fast_forward({slot}, x, out)\n"
+        fwd_body = (f"    if {pick}{same}:\n"
+                    f"        y = (_fast_derivative({slot}, x) if out is None else None) "
+                    f"if derivative else _fast_forward({slot}, x, out)\n"
                     "        if y is not None:\n"
                     "            return y\n" + fwd_body)
         bwd_body = (f"    if {pick}{same}:\n"
@@ -866,6 +871,7 @@ def build_public_functions() -> dict:
         "_M1": -1,  # axis=-1, the softmax default: `is` holds (CPython caches small ints)
         "_fast_forward": _fast_forward,
         "_fast_backward": _fast_backward,
+        "_fast_derivative": _fast_derivative,
         "_fast_bias": _fast_bias,
         "_fast_bias_backward": _fast_bias_backward,
         "_fast_xent": _fast_xent,
