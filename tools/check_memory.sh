@@ -17,8 +17,18 @@ LDFLAGS="-fsanitize=address,undefined" \
     "$VENV/bin/pip" install --quiet --no-build-isolation --force-reinstall --no-deps .
 LIBASAN=$(gcc -print-file-name=libasan.so)
 LIBUBSAN=$(gcc -print-file-name=libubsan.so)
+# Reports go to files: pytest captures stderr, and an aborted run loses what it captured.
+REPORTS=$(mktemp -d /tmp/fusedact-sanitizer.XXXXXX)
 cd /tmp  # import the installed (sanitised) package, not the source tree
-LD_PRELOAD="$LIBASAN $LIBUBSAN" ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+status=0
+LD_PRELOAD="$LIBASAN $LIBUBSAN" \
+ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path="$REPORTS/asan" \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path="$REPORTS/ubsan" \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$OLDPWD/tests" \
-    -k "c and not torch" -W ignore::pytest.PytestUnraisableExceptionWarning "$@"
+    -k "c and not torch" -W ignore::pytest.PytestUnraisableExceptionWarning "$@" || status=$?
+if compgen -G "$REPORTS/*" > /dev/null; then
+    echo "sanitizer reports ($REPORTS):"
+    cat "$REPORTS"/*
+    status=${status/#0/1}
+fi
+exit "$status"

@@ -52,7 +52,7 @@ class CBackend(_layout.FlatElementwise, Backend):
         self.lib = self.ffi = None
         self._ids = {}
         self._ew_call = {}  # (spec name, params) -> (op id, cffi double[4])
-        self._entry_blocks = {}  # op name -> the parameter block its fast-path slot uses
+        self._entry_blocks = {}  # id -> every parameter block a fast-path slot was given
         self._entry_bound = False  # the kernels' addresses handed to fusedact._fastpath
 
     # ---- setup -------------------------------------------------------------------------
@@ -124,12 +124,15 @@ class CBackend(_layout.FlatElementwise, Backend):
             else:
                 defaults = spec.coerce_params({p.name: p.default for p in spec.params})
                 op, block = self._op_and_params(spec, defaults)
-            self._entry_blocks[name] = block  # keeps the block alive while the slot points at it
             address_of_block = int(self.ffi.cast("uintptr_t", block))
             if act:
                 fastpath.bind_fused_slot(base + slot, fastpath.SLOT_BIAS, op, address_of_block)
             else:
                 fastpath.bind_slot(base + slot, op, address_of_block)
+            # Every block a slot was given lives as long as this backend: keyed by the op, a
+            # binding of the keyword's slot replaced (freed) the block the process-wide slot
+            # still used (AddressSanitizer: heap-use-after-free in bias_act's identity slot).
+            self._entry_blocks[id(block)] = block
 
     def simd(self) -> str:
         return SIMD_LEVELS[self.lib.fa_simd_level()]
