@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(
 ROW_OPS = ["log_softmax", "softmax"]  # along the last axis, through fa_rows_*
 # bias_act's slots (one per activation) and the cross-entropy's, through the fused kernels
 BIAS_SLOTS = sorted(n for n in _api.FAST_SLOTS if n.startswith("bias_act:"))
-FUSED_SLOTS = BIAS_SLOTS + ["softmax_cross_entropy"]
+FUSED_SLOTS = BIAS_SLOTS + ["maxout", "softmax_cross_entropy"]
 FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS) - set(FUSED_SLOTS))
 LIMIT = _api._ALIGN_MIN
 
@@ -767,3 +767,48 @@ def test_derivative_with_out_or_on_a_row_slot_goes_the_python_way():
     assert fastpath.derivative(_api.FAST_SLOTS["softmax"], x) is None
     fusedact.bias_act(x[None, :], x, "tanh")
     assert fastpath.derivative(_api.FAST_SLOTS["bias_act:tanh"], x) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxout_calls_match_the_general_path(dtype):
+    slot = _api.FAST_SLOTS["maxout"]
+    alphabet = np.array([np.nan, -np.inf, -1.0, -0.0, 0.0, 1.0, np.inf], dtype)
+    rng = np.random.default_rng(29)
+    for shape, pieces in [((4,), 2), ((3, 12), 3), ((2, 5, 16), 4), ((7, 96), 8), ((1, 9), 9),
+                          ((300, 1024), 2), ((LIMIT // 64 + 1, 64), 16)]:
+        x = alphabet[rng.integers(0, 7, shape)] if shape[-1] < 100 else \
+            rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape[:-1] + (shape[-1] // pieces,)).astype(dtype)
+        before = x.copy()
+        y = fusedact.maxout(x, pieces)
+        assert fastpath.maxout_forward(slot, x, pieces) is not None, "declined a plain call"
+        _same_bits(y, _api.axis_forward("maxout", x, -1, None, "c", pieces))
+        gx = fusedact.maxout_backward(g, x, pieces)
+        assert fastpath.maxout_backward(slot, g, x, pieces) is not None
+        _same_bits(gx, _api.axis_backward("maxout", g, x, -1, None, "c", pieces))
+        np.testing.assert_array_equal(x, before)
+
+
+def test_maxout_calls_the_entry_declines_keep_their_meaning():
+    x = np.linspace(-3, 3, 48).reshape(4, 12)
+    fusedact.maxout(x, 3)
+    slot = _api.FAST_SLOTS["maxout"]
+    want = _api.axis_forward("maxout", x, -1, None, "c", 3)
+    for what, pieces in [("5 does not divide 12", 5), ("zero", 0), ("negative", -3),
+                         ("huge", 2**70), ("NumPy int", np.int64(3)), ("bool", True)]:
+        assert fastpath.maxout_forward(slot, x, pieces) is None, what
+    with pytest.raises(ValueError, match="multiple of pieces"):
+        fusedact.maxout(x, 5)
+    _same_bits(fusedact.maxout(x, np.int64(3)), want)
+    out = np.empty((4, 4))
+    assert fusedact.maxout(x, 3, out=out) is out  # out= goes the Python way
+    _same_bits(out, want)
+    _same_bits(fusedact.maxout(x.T.copy().T, 3), want)  # Fortran order: declined, same result
+    g = np.ones((4, 4))
+    assert fastpath.maxout_backward(slot, np.ones((4, 3)), x, 3) is None
+    with pytest.raises(ValueError, match="grad_out has shape"):
+        fusedact.maxout_backward(np.ones((4, 3)), x, 3)
+    _same_bits(fusedact.maxout_backward(g, x, 3),
+               _api.axis_backward("maxout", g, x, -1, None, "c", 3))
+    with fusedact.use_backend("numpy"):
+        assert fastpath.maxout_forward(slot, x, 3) is None

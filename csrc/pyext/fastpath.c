@@ -65,10 +65,19 @@ typedef int (*xent_f32_fn)(const float *z, const int64_t *labels, int64_t ignore
 typedef int (*xent_f64_fn)(const double *z, const int64_t *labels, int64_t ignore,
                            double *loss, double *grad, int64_t rows, int64_t cols, int threads);
 
+typedef int (*maxout_f32_fn)(const float *x, float *y, int64_t rows, int64_t groups,
+                             int64_t pieces, int threads);
+typedef int (*maxout_f64_fn)(const double *x, double *y, int64_t rows, int64_t groups,
+                             int64_t pieces, int threads);
+typedef int (*maxout_bwd_f32_fn)(const float *g, const float *x, float *gx, int64_t rows,
+                                 int64_t groups, int64_t pieces, int threads);
+typedef int (*maxout_bwd_f64_fn)(const double *g, const double *x, double *gx, int64_t rows,
+                                 int64_t groups, int64_t pieces, int threads);
+
 #define SLOT_COUNT 256
 #define KEYWORD_BASE 128 /* slots from here on serve backend="c" */
 
-enum slot_kind { SLOT_ELEMENTWISE, SLOT_ROWS, SLOT_BIAS, SLOT_XENT };
+enum slot_kind { SLOT_ELEMENTWISE, SLOT_ROWS, SLOT_BIAS, SLOT_XENT, SLOT_MAXOUT };
 
 typedef struct {
     int op; /* -1: unbound, the call goes the Python way */
@@ -90,6 +99,10 @@ static struct {
     bias_bwd_f64_fn bwd_f64;
     xent_f32_fn xent_f32;
     xent_f64_fn xent_f64;
+    maxout_f32_fn maxout_f32;
+    maxout_f64_fn maxout_f64;
+    maxout_bwd_f32_fn maxout_bwd_f32;
+    maxout_bwd_f64_fn maxout_bwd_f64;
 } fused;
 static npy_intp align_min = -1; /* outputs of this many elements or more are aligned */
 static int threads = 1;         /* fusedact.set_num_threads(), passed on by _threads */
@@ -119,9 +132,14 @@ static PyObject *bind_rows(PyObject *self, PyObject *args)
 
 static PyObject *bind_fused(PyObject *self, PyObject *args)
 {
-    unsigned long long a[6];
-    if (!PyArg_ParseTuple(args, "KKKKKK:bind_fused", &a[0], &a[1], &a[2], &a[3], &a[4], &a[5]))
+    unsigned long long a[10];
+    if (!PyArg_ParseTuple(args, "KKKKKKKKKK:bind_fused", &a[0], &a[1], &a[2], &a[3], &a[4],
+                          &a[5], &a[6], &a[7], &a[8], &a[9]))
         return NULL;
+    fused.maxout_f32 = (maxout_f32_fn)(uintptr_t)a[6];
+    fused.maxout_f64 = (maxout_f64_fn)(uintptr_t)a[7];
+    fused.maxout_bwd_f32 = (maxout_bwd_f32_fn)(uintptr_t)a[8];
+    fused.maxout_bwd_f64 = (maxout_bwd_f64_fn)(uintptr_t)a[9];
     fused.f32 = (bias_f32_fn)(uintptr_t)a[0];
     fused.f64 = (bias_f64_fn)(uintptr_t)a[1];
     fused.bwd_f32 = (bias_bwd_f32_fn)(uintptr_t)a[2];
@@ -194,9 +212,10 @@ static PyObject *bind_fused_slot(PyObject *self, PyObject *args)
     unsigned long long params;
     if (!PyArg_ParseTuple(args, "iiiK:bind_fused_slot", &slot, &kind, &act, &params))
         return NULL;
-    if (slot < 0 || slot >= SLOT_COUNT || (kind != SLOT_BIAS && kind != SLOT_XENT)) {
-        PyErr_Format(PyExc_ValueError, "bind_fused_slot: slot %d (0..%d) or kind %d (%d, %d) "
-                     "out of range", slot, SLOT_COUNT - 1, kind, SLOT_BIAS, SLOT_XENT);
+    if (slot < 0 || slot >= SLOT_COUNT ||
+        (kind != SLOT_BIAS && kind != SLOT_XENT && kind != SLOT_MAXOUT)) {
+        PyErr_Format(PyExc_ValueError, "bind_fused_slot: slot %d (0..%d) or kind %d (%d..%d) "
+                     "out of range", slot, SLOT_COUNT - 1, kind, SLOT_BIAS, SLOT_MAXOUT);
         return NULL;
     }
     if (!fused.f32 || (kind == SLOT_BIAS && !params)) {
@@ -784,6 +803,111 @@ static PyObject *xent(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return Py_BuildValue("(NN)", loss, grad);
 }
 
+/* The group count of a maxout over x's last axis in groups of pieces (an exact int), or 0
+ * where the call is not one for this entry. */
+static int64_t maxout_groups(PyArrayObject *x, PyObject *pieces_obj, int64_t *pieces)
+{
+    if (!PyLong_CheckExact(pieces_obj))
+        return 0;
+    int overflow;
+    long long p = PyLong_AsLongLongAndOverflow(pieces_obj, &overflow);
+    if (p == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    int64_t cols = PyArray_DIM(x, PyArray_NDIM(x) - 1);
+    if (overflow || p < 1 || cols % p)
+        return 0;
+    *pieces = p;
+    return cols / p;
+}
+
+/* maxout_forward(slot, x, pieces): maxout along the last axis (a new array), or None.
+ * Pairs of 1,024 float32 elements, one thread: 6.3 us a call through the Python layers,
+ * 0.5 here (backward 9.3 and 0.7; PyTorch's view and amax took 8.9). */
+static PyObject *maxout_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "maxout_forward(slot, x, pieces)");
+        return NULL;
+    }
+    const slot_t *s;
+    int open = fused_slot(args[0], SLOT_MAXOUT, &s);
+    if (open <= 0)
+        return open < 0 ? NULL : Py_NewRef(Py_None);
+    int type = float_type(args[1]);
+    if (type < 0 || !plain(args[1], type))
+        Py_RETURN_NONE;
+    PyArrayObject *x = (PyArrayObject *)args[1];
+    int64_t pieces, groups = maxout_groups(x, args[2], &pieces);
+    if (!groups)
+        Py_RETURN_NONE;
+    int nd = PyArray_NDIM(x);
+    npy_intp dims[NPY_MAXDIMS];
+    for (int i = 0; i < nd; i++)
+        dims[i] = PyArray_DIM(x, i);
+    dims[nd - 1] = (npy_intp)groups;
+    PyArrayObject *y = (PyArrayObject *)PyArray_EMPTY(nd, dims, type, 0);
+    if (!y)
+        return NULL;
+    int64_t rows = (int64_t)PyArray_SIZE(x) / (groups * pieces);
+    int rc, nthreads = threads;
+    Py_BEGIN_ALLOW_THREADS
+    if (type == NPY_FLOAT)
+        rc = fused.maxout_f32(PyArray_DATA(x), PyArray_DATA(y), rows, groups, pieces, nthreads);
+    else
+        rc = fused.maxout_f64(PyArray_DATA(x), PyArray_DATA(y), rows, groups, pieces, nthreads);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_DECREF(y);
+        PyErr_SetString(PyExc_RuntimeError, "fusedact maxout kernel refused its arguments");
+        return NULL;
+    }
+    return (PyObject *)y;
+}
+
+/* maxout_backward(slot, grad_out, x, pieces): grad_x along the last axis, or None. */
+static PyObject *maxout_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "maxout_backward(slot, grad_out, x, pieces)");
+        return NULL;
+    }
+    const slot_t *s;
+    int open = fused_slot(args[0], SLOT_MAXOUT, &s);
+    if (open <= 0)
+        return open < 0 ? NULL : Py_NewRef(Py_None);
+    int type = float_type(args[2]);
+    if (type < 0 || !plain(args[2], type) || !plain(args[1], type))
+        Py_RETURN_NONE;
+    PyArrayObject *g = (PyArrayObject *)args[1], *x = (PyArrayObject *)args[2];
+    int64_t pieces, groups = maxout_groups(x, args[3], &pieces);
+    int nd = PyArray_NDIM(x);
+    if (!groups || PyArray_NDIM(g) != nd || !PyArray_CompareLists(PyArray_DIMS(g),
+                                                                   PyArray_DIMS(x), nd - 1) ||
+        PyArray_DIM(g, nd - 1) != (npy_intp)groups)
+        Py_RETURN_NONE;
+    PyArrayObject *gx = output_like(x, type, 1);
+    if (!gx)
+        return NULL;
+    int64_t rows = (int64_t)PyArray_SIZE(x) / (groups * pieces);
+    int rc, nthreads = threads;
+    Py_BEGIN_ALLOW_THREADS
+    if (type == NPY_FLOAT)
+        rc = fused.maxout_bwd_f32(PyArray_DATA(g), PyArray_DATA(x), PyArray_DATA(gx), rows,
+                                  groups, pieces, nthreads);
+    else
+        rc = fused.maxout_bwd_f64(PyArray_DATA(g), PyArray_DATA(x), PyArray_DATA(gx), rows,
+                                  groups, pieces, nthreads);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        Py_DECREF(gx);
+        PyErr_SetString(PyExc_RuntimeError, "fusedact maxout kernel refused its arguments");
+        return NULL;
+    }
+    return (PyObject *)gx;
+}
+
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
      "bind(f32_address, f64_address, align_min): the kernels' entry points, and the size "
@@ -796,8 +920,9 @@ static PyMethodDef methods[] = {
     {"bind_row_slot", bind_row_slot, METH_VARARGS,
      "bind_row_slot(slot, kind): route softmax (kind 0) or log_softmax (1) along axis -1"},
     {"bind_fused", bind_fused, METH_VARARGS,
-     "bind_fused(bias_f32, bias_f64, bias_bwd_f32, bias_bwd_f64, xent_f32, xent_f64): the "
-     "fused kernels' addresses"},
+     "bind_fused(bias_f32, bias_f64, bias_bwd_f32, bias_bwd_f64, xent_f32, xent_f64, "
+     "maxout_f32, maxout_f64, maxout_bwd_f32, maxout_bwd_f64): the fused and maxout kernels' "
+     "addresses"},
     {"bind_fused_slot", bind_fused_slot, METH_VARARGS,
      "bind_fused_slot(slot, kind, act, params_address): route bias_act for one activation "
      "(kind SLOT_BIAS) or softmax_cross_entropy (SLOT_XENT)"},
@@ -821,6 +946,10 @@ static PyMethodDef methods[] = {
      "bias_backward(slot, grad_out, x, bias): (grad_x, grad_bias), or None"},
     {"xent", (PyCFunction)(void (*)(void))xent, METH_FASTCALL,
      "xent(slot, logits, labels, ignore_index): (loss, grad_logits), or None"},
+    {"maxout_forward", (PyCFunction)(void (*)(void))maxout_forward, METH_FASTCALL,
+     "maxout_forward(slot, x, pieces): maxout along the last axis, or None"},
+    {"maxout_backward", (PyCFunction)(void (*)(void))maxout_backward, METH_FASTCALL,
+     "maxout_backward(slot, grad_out, x, pieces): grad_x, or None"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -854,7 +983,8 @@ PyMODINIT_FUNC PyInit__fastpath(void)
     PyObject *m = PyModule_Create(&module);
     if (m && (PyModule_AddIntConstant(m, "KEYWORD_BASE", KEYWORD_BASE) < 0 ||
               PyModule_AddIntConstant(m, "SLOT_BIAS", SLOT_BIAS) < 0 ||
-              PyModule_AddIntConstant(m, "SLOT_XENT", SLOT_XENT) < 0)) {
+              PyModule_AddIntConstant(m, "SLOT_XENT", SLOT_XENT) < 0 ||
+              PyModule_AddIntConstant(m, "SLOT_MAXOUT", SLOT_MAXOUT) < 0)) {
         Py_DECREF(m);
         return NULL;
     }

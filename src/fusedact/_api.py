@@ -580,7 +580,8 @@ try:  # the c backend's C-API entry, built with the C extension
     from ._fastpath import (KEYWORD_BASE, backward as _fast_backward,
                             bias_backward as _fast_bias_backward, bias_forward as _fast_bias,
                             derivative as _fast_derivative, forward as _fast_forward,
-                            xent as _fast_xent)
+                            maxout_backward as _fast_maxout_backward,
+                            maxout_forward as _fast_maxout, xent as _fast_xent)
 except ImportError:  # not built: every call takes the Python path
     KEYWORD_BASE = 128
 
@@ -600,6 +601,12 @@ except ImportError:  # not built: every call takes the Python path
         return None
 
     def _fast_xent(slot, logits, labels, ignore_index):
+        return None
+
+    def _fast_maxout(slot, x, pieces):
+        return None
+
+    def _fast_maxout_backward(slot, grad_out, x, pieces):
         return None
 
 
@@ -697,7 +704,8 @@ from the saved {what} ``{saved}`` (as PyTorch's aten backward does).
 """
 
 
-# Public elementwise ops that the C-API entry (fusedact._fastpath) may run: name -> slot.
+# Public ops that the C-API entry (fusedact._fastpath) may run: name -> slot (bias_act's are
+# "bias_act:<activation>").
 FAST_SLOTS: dict = {}
 
 
@@ -786,8 +794,9 @@ _AXIS_DOCS = {
 }
 
 
-# softmax and log_softmax along the last axis (the default) go to the C-API entry first, as
-# the elementwise ops do (fusedact._fastpath: None for every call it does not take).
+# softmax, log_softmax and maxout (without out=) along the last axis (the default) go to the
+# C-API entry first, as the elementwise ops do (fusedact._fastpath: None for every call it
+# does not take).
 _AXIS_FAST = ("    if (backend is None or backend is _C) and axis is _M1:\n"
               "        fast = {call}\n"
               "        if fast is not None:\n"
@@ -796,14 +805,20 @@ _AXIS_FAST = ("    if (backend is None or backend is _C) and axis is _M1:\n"
 
 def _build_axis(spec, ns):
     fwd, bwd = _AXIS_SOURCES[spec.name]
+    slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
+    head_f, body_f = fwd.split("\n", 1)
+    head_b, body_b = bwd.split("\n", 1)
     if spec.name in ("softmax", "log_softmax"):
-        slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
-        head_f, body_f = fwd.split("\n", 1)
-        head_b, body_b = bwd.split("\n", 1)
         fwd_call = f"_fast_forward({slot}, x, out)"
         bwd_call = f"_fast_backward({slot}, grad_out, y, out)"
         fwd = head_f + "\n" + _AXIS_FAST.format(call=fwd_call) + body_f
         bwd = head_b + "\n" + _AXIS_FAST.format(call=bwd_call) + body_b
+    else:  # maxout: no out= (its output is not x's shape), pieces an int
+        fast = _AXIS_FAST.replace("axis is _M1", "axis is _M1 and out is None "
+                                  "and type(pieces) is int")
+        fwd = (head_f + "\n" + fast.format(call=f"_fast_maxout({slot}, x, pieces)") + body_f)
+        bwd = (head_b + "\n" + fast.format(call=f"_fast_maxout_backward({slot}, grad_out, x, "
+                                            "pieces)") + body_b)
     doc_f, doc_b = _AXIS_DOCS[spec.name]
     env = {**ns, "_spec": spec}
     return (_make(spec.name, fwd, doc_f.format(np=spec.numpy_equivalent), spec, env),
@@ -875,6 +890,8 @@ def build_public_functions() -> dict:
         "_fast_bias": _fast_bias,
         "_fast_bias_backward": _fast_bias_backward,
         "_fast_xent": _fast_xent,
+        "_fast_maxout": _fast_maxout,
+        "_fast_maxout_backward": _fast_maxout_backward,
         "_elementwise_forward": elementwise_forward,
         "_elementwise_backward": elementwise_backward,
         "_axis_forward": axis_forward,

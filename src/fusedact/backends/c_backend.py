@@ -106,7 +106,8 @@ class CBackend(_layout.FlatElementwise, Backend):
                           _api._ALIGN_MIN)
             fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"))
             fastpath.bind_fused(*(address(f"fa_{name}_{t}")
-                                  for name in ("bias_act", "bias_act_backward", "softmax_xent")
+                                  for name in ("bias_act", "bias_act_backward", "softmax_xent",
+                                               "maxout", "maxout_backward")
                                   for t in ("f32", "f64")))
             _threads.get_num_threads()  # reads FUSEDACT_NUM_THREADS, tells the entry
             self._entry_bound = True
@@ -114,8 +115,9 @@ class CBackend(_layout.FlatElementwise, Backend):
             if name in ("softmax", "log_softmax"):  # along the last axis; no parameters
                 fastpath.bind_row_slot(base + slot, _ROWS[name])  # the forward's kind, 0 or 1
                 continue
-            if name == "softmax_cross_entropy":
-                fastpath.bind_fused_slot(base + slot, fastpath.SLOT_XENT, 0, 0)
+            if name in ("softmax_cross_entropy", "maxout"):
+                kind = fastpath.SLOT_XENT if name != "maxout" else fastpath.SLOT_MAXOUT
+                fastpath.bind_fused_slot(base + slot, kind, 0, 0)
                 continue
             act = name.partition("bias_act:")[2]
             spec = OPS[act if act else name] if act != "identity" else None
