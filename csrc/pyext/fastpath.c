@@ -616,11 +616,17 @@ static PyObject *backward(PyObject *self, PyObject *const *args, Py_ssize_t narg
  * whether this entry takes the call: a call it does not take (a wrong shape, a label out of
  * range) goes the Python way, which words the error. */
 
-/* The slot a fused call names, if it is bound to `kind` and not suspended: 1 (slot set), 0
- * (the Python way) or -1 (an error set). */
-static int fused_slot(PyObject *slot_obj, int kind, const slot_t **s)
+/* The prologue of the entries below: lo..hi arguments (else a TypeError that shows usage),
+ * the first naming a slot bound to `kind` and not suspended. 1: go on (*s set); 0: the
+ * Python way; -1: an error is set. */
+static int fused_slot(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t lo, Py_ssize_t hi,
+                      const char *usage, int kind, const slot_t **s)
 {
-    long slot = PyLong_AsLong(slot_obj);
+    if (nargs < lo || nargs > hi) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    long slot = PyLong_AsLong(args[0]);
     if (slot == -1 && PyErr_Occurred())
         return -1;
     if (slot < 0 || slot >= SLOT_COUNT || slots[slot].op < 0 || slots[slot].kind != kind ||
@@ -649,12 +655,9 @@ static int bias_fits(PyObject *bias, PyArrayObject *x, int type)
  * reads the whole bias. */
 static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 && nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "bias_forward(slot, x, bias, out=None)");
-        return NULL;
-    }
     const slot_t *s;
-    int open = fused_slot(args[0], SLOT_BIAS, &s);
+    int open = fused_slot(args, nargs, 3, 4,
+                          "bias_forward(slot, x, bias, out=None)", SLOT_BIAS, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[1]);
@@ -697,12 +700,9 @@ static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t 
 /* bias_backward(slot, grad_out, x, bias): (grad_x, grad_bias), or None. */
 static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "bias_backward(slot, grad_out, x, bias)");
-        return NULL;
-    }
     const slot_t *s;
-    int open = fused_slot(args[0], SLOT_BIAS, &s);
+    int open = fused_slot(args, nargs, 4, 4,
+                          "bias_backward(slot, grad_out, x, bias)", SLOT_BIAS, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[2]);
@@ -749,12 +749,9 @@ static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t
  * the kernel indexes the row by them. */
 static PyObject *xent(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "xent(slot, logits, labels, ignore_index)");
-        return NULL;
-    }
     const slot_t *s;
-    int open = fused_slot(args[0], SLOT_XENT, &s);
+    int open = fused_slot(args, nargs, 4, 4,
+                          "xent(slot, logits, labels, ignore_index)", SLOT_XENT, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[1]);
@@ -827,12 +824,9 @@ static int64_t maxout_groups(PyArrayObject *x, PyObject *pieces_obj, int64_t *pi
  * 0.5 here (backward 9.3 and 0.7; PyTorch's view and amax took 8.9). */
 static PyObject *maxout_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "maxout_forward(slot, x, pieces)");
-        return NULL;
-    }
     const slot_t *s;
-    int open = fused_slot(args[0], SLOT_MAXOUT, &s);
+    int open = fused_slot(args, nargs, 3, 3,
+                          "maxout_forward(slot, x, pieces)", SLOT_MAXOUT, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[1]);
@@ -869,12 +863,9 @@ static PyObject *maxout_forward(PyObject *self, PyObject *const *args, Py_ssize_
 /* maxout_backward(slot, grad_out, x, pieces): grad_x along the last axis, or None. */
 static PyObject *maxout_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "maxout_backward(slot, grad_out, x, pieces)");
-        return NULL;
-    }
     const slot_t *s;
-    int open = fused_slot(args[0], SLOT_MAXOUT, &s);
+    int open = fused_slot(args, nargs, 4, 4,
+                          "maxout_backward(slot, grad_out, x, pieces)", SLOT_MAXOUT, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[2]);

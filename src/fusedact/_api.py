@@ -836,8 +836,8 @@ _FUSED_FAST = {
                  "bias, out)\n"
                  "        if y is not None:\n"
                  "            return y\n"),
-    "bias_act_backward": ("    if ((backend is None or backend is _C) and not params and out is None\n"
-                          "            and (type(act) is str or act is None)\n"
+    "bias_act_backward": ("    if ((backend is None or backend is _C) and not params\n"
+                          "            and out is None and (type(act) is str or act is None)\n"
                           "            and (slot := _BIAS_SLOTS.get(act)) is not None):\n"
                           "        r = _fast_bias_backward(slot if backend is None else slot + "
                           "_KEYWORD_BASE, grad_out, x, bias)\n"
