@@ -49,7 +49,8 @@ typedef int (*rows_f32_fn)(int kind, const float *x, const float *g, float *y, i
 typedef int (*rows_f64_fn)(int kind, const double *x, const double *g, double *y,
                            int64_t rows, int64_t cols, int threads);
 
-/* The fused ops (bias_act and its backward, softmax_cross_entropy), as fusedact.h has them. */
+/* The fused ops (bias_act and its backward, softmax_cross_entropy) and maxout, as fusedact.h
+ * has them. */
 typedef int (*bias_f32_fn)(int op, const float *x, const float *bias, float *y, int64_t rows,
                            int64_t cols, const double *params, int threads);
 typedef int (*bias_f64_fn)(int op, const double *x, const double *bias, double *y,
@@ -136,16 +137,16 @@ static PyObject *bind_fused(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "KKKKKKKKKK:bind_fused", &a[0], &a[1], &a[2], &a[3], &a[4],
                           &a[5], &a[6], &a[7], &a[8], &a[9]))
         return NULL;
-    fused.maxout_f32 = (maxout_f32_fn)(uintptr_t)a[6];
-    fused.maxout_f64 = (maxout_f64_fn)(uintptr_t)a[7];
-    fused.maxout_bwd_f32 = (maxout_bwd_f32_fn)(uintptr_t)a[8];
-    fused.maxout_bwd_f64 = (maxout_bwd_f64_fn)(uintptr_t)a[9];
     fused.f32 = (bias_f32_fn)(uintptr_t)a[0];
     fused.f64 = (bias_f64_fn)(uintptr_t)a[1];
     fused.bwd_f32 = (bias_bwd_f32_fn)(uintptr_t)a[2];
     fused.bwd_f64 = (bias_bwd_f64_fn)(uintptr_t)a[3];
     fused.xent_f32 = (xent_f32_fn)(uintptr_t)a[4];
     fused.xent_f64 = (xent_f64_fn)(uintptr_t)a[5];
+    fused.maxout_f32 = (maxout_f32_fn)(uintptr_t)a[6];
+    fused.maxout_f64 = (maxout_f64_fn)(uintptr_t)a[7];
+    fused.maxout_bwd_f32 = (maxout_bwd_f32_fn)(uintptr_t)a[8];
+    fused.maxout_bwd_f64 = (maxout_bwd_f64_fn)(uintptr_t)a[9];
     Py_RETURN_NONE;
 }
 
@@ -205,7 +206,8 @@ static PyObject *bind_row_slot(PyObject *self, PyObject *args)
 }
 
 /* bind_fused_slot(slot, kind, act, params_address): a bias_act slot for one activation (act
- * its op id, -1 the identity; the block of its default parameters), or the cross-entropy's. */
+ * its op id, -1 the identity; the block of its default parameters), or the cross-entropy's
+ * or maxout's (act and params unused). */
 static PyObject *bind_fused_slot(PyObject *self, PyObject *args)
 {
     int slot, kind, act;
