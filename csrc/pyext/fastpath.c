@@ -472,14 +472,16 @@ static int direct_target(PyObject *o, PyArrayObject *x, PyArrayObject *saved, in
 }
 
 /* Runs slot's kernel in mode 0 (a = x) or 1 (a = grad_out, b = saved) into out_obj (None:
- * a new array); None if the call is not one this entry takes. */
+ * a new array), or in mode 2 (a = x, out_obj None) into two new arrays, returned as the pair
+ * (y, dy/dx); None if the call is not one this entry takes. */
 static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyObject *out_obj)
 {
     long slot = PyLong_AsLong(slot_obj);
     if (slot == -1 && PyErr_Occurred())
         return NULL;
     if (slot < 0 || slot >= SLOT_COUNT || slots[slot].op < 0 ||
-        (slots[slot].kind != SLOT_ELEMENTWISE && slots[slot].kind != SLOT_ROWS) ||
+        (slots[slot].kind != SLOT_ELEMENTWISE &&
+         (slots[slot].kind != SLOT_ROWS || mode == 2)) ||
         (suspended && slot < KEYWORD_BASE))
         Py_RETURN_NONE;
     int type = float_type(a);
@@ -504,6 +506,11 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
     } else {
         Py_RETURN_NONE;
     }
+    PyArrayObject *dydx = NULL;
+    if (mode == 2 && !(dydx = output_like(x, type, 1))) {
+        Py_DECREF(out);
+        return NULL;
+    }
     const slot_t s = slots[slot];
     int64_t n = (int64_t)PyArray_SIZE(x);
     int rc, nthreads = threads;
@@ -526,20 +533,22 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
         }
         return (PyObject *)out;
     }
+    void *o2 = dydx ? PyArray_DATA(dydx) : NULL;
     Py_BEGIN_ALLOW_THREADS
     if (type == NPY_FLOAT)
         rc = ew_f32(s.op, mode, PyArray_DATA(x), saved ? PyArray_DATA(saved) : NULL,
-                    PyArray_DATA(out), NULL, n, s.params, nthreads);
+                    PyArray_DATA(out), o2, n, s.params, nthreads);
     else
         rc = ew_f64(s.op, mode, PyArray_DATA(x), saved ? PyArray_DATA(saved) : NULL,
-                    PyArray_DATA(out), NULL, n, s.params, nthreads);
+                    PyArray_DATA(out), o2, n, s.params, nthreads);
     Py_END_ALLOW_THREADS
     if (rc != 0) {
         Py_DECREF(out);
+        Py_XDECREF(dydx);
         PyErr_Format(PyExc_RuntimeError, "fusedact kernel %d refused its arguments", s.op);
         return NULL;
     }
-    return (PyObject *)out;
+    return dydx ? Py_BuildValue("(NN)", out, dydx) : (PyObject *)out;
 }
 
 /* derivative(slot, x): (y, dy/dx) of an elementwise slot in one pass (mode 2), or None.
@@ -551,42 +560,7 @@ static PyObject *derivative(PyObject *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "derivative(slot, x)");
         return NULL;
     }
-    long slot = PyLong_AsLong(args[0]);
-    if (slot == -1 && PyErr_Occurred())
-        return NULL;
-    if (slot < 0 || slot >= SLOT_COUNT || slots[slot].op < 0 ||
-        slots[slot].kind != SLOT_ELEMENTWISE || (suspended && slot < KEYWORD_BASE))
-        Py_RETURN_NONE;
-    int type = float_type(args[1]);
-    if (type < 0 || !plain(args[1], type))
-        Py_RETURN_NONE;
-    PyArrayObject *x = (PyArrayObject *)args[1];
-    PyArrayObject *y = output_like(x, type, 1);
-    if (!y)
-        return NULL;
-    PyArrayObject *d = output_like(x, type, 1);
-    if (!d) {
-        Py_DECREF(y);
-        return NULL;
-    }
-    const slot_t s = slots[slot];
-    int64_t n = (int64_t)PyArray_SIZE(x);
-    int rc, nthreads = threads;
-    Py_BEGIN_ALLOW_THREADS
-    if (type == NPY_FLOAT)
-        rc = ew_f32(s.op, 2, PyArray_DATA(x), NULL, PyArray_DATA(y), PyArray_DATA(d), n,
-                    s.params, nthreads);
-    else
-        rc = ew_f64(s.op, 2, PyArray_DATA(x), NULL, PyArray_DATA(y), PyArray_DATA(d), n,
-                    s.params, nthreads);
-    Py_END_ALLOW_THREADS
-    if (rc != 0) {
-        Py_DECREF(y);
-        Py_DECREF(d);
-        PyErr_Format(PyExc_RuntimeError, "fusedact kernel %d refused its arguments", s.op);
-        return NULL;
-    }
-    return Py_BuildValue("(NN)", y, d);
+    return run(args[0], 2, args[1], NULL, Py_None);
 }
 
 static PyObject *forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
