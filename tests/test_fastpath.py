@@ -2,8 +2,9 @@
 
 It takes a public elementwise call (softmax/log_softmax along the last axis, bias_act and
 its backward at an activation's default parameters, softmax_cross_entropy) when
-nothing is left to decide (a plain float32/float64 C-contiguous ndarray, default parameters,
-no out= or an out= it can write directly, backend= None or "c") and the dispatcher has chosen
+nothing is left to decide (a plain float32/float64 C-contiguous ndarray, parameters at their
+defaults or given as Python floats or ints, no out= or an out= it can write directly,
+backend= None or "c") and the dispatcher has chosen
 the c backend for the op process-wide. These tests check that what it returns is what the
 general path returns (reached here by calling fusedact._api's bodies, which the public
 functions call when the entry declines), bit for bit, that it declines every other call, and
@@ -34,7 +35,12 @@ ROW_OPS = ["log_softmax", "softmax"]  # along the last axis, through fa_rows_*
 # bias_act's slots (one per activation) and the cross-entropy's, through the fused kernels
 BIAS_SLOTS = sorted(n for n in _api.FAST_SLOTS if n.startswith("bias_act:"))
 FUSED_SLOTS = BIAS_SLOTS + ["maxout", "softmax_cross_entropy"]
-FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS) - set(FUSED_SLOTS))
+# an op's other choices of its choice parameter: "gelu:tanh"
+CHOICE_SLOTS = sorted(n for n in _api.FAST_SLOTS if ":" in n and n not in BIAS_SLOTS)
+FAST_OPS = sorted(set(_api.FAST_SLOTS) - set(ROW_OPS) - set(FUSED_SLOTS) - set(CHOICE_SLOTS))
+# ops whose parameters are all numbers: their calls that give values take the entry too
+NUMERIC_PARAM_OPS = sorted(n for n in FAST_OPS if OPS[n].params
+                           and not any(p.choices for p in OPS[n].params))
 LIMIT = _api._ALIGN_MIN
 
 
@@ -76,7 +82,10 @@ def test_every_op_without_required_parameters_has_a_slot():
     assert FAST_OPS, "no op routed through the entry"
     for name in FAST_OPS:
         assert OPS[name].family == "elementwise"
-    assert sorted(set(_api.FAST_SLOTS) - set(FAST_OPS) - set(FUSED_SLOTS)) == ROW_OPS
+    assert (sorted(set(_api.FAST_SLOTS) - set(FAST_OPS) - set(FUSED_SLOTS) - set(CHOICE_SLOTS))
+            == ROW_OPS)
+    assert CHOICE_SLOTS == ["gelu:tanh"]
+    assert NUMERIC_PARAM_OPS == ["celu", "elu", "hardtanh", "leaky_relu", "softplus", "swish"]
     assert BIAS_SLOTS == sorted(f"bias_act:{n}" for n in FAST_OPS + ["identity"])
     assert len(set(_api.FAST_SLOTS.values())) == len(_api.FAST_SLOTS)
     assert max(_api.FAST_SLOTS.values()) < fastpath.KEYWORD_BASE
@@ -342,6 +351,130 @@ def test_parameters_other_than_the_defaults_are_applied():
     np.testing.assert_array_equal(fusedact.gelu(x, approximate="tanh"), tanh_form)
 
 
+def _given_values(name):
+    """Parameter values a user may give name, as tuples in catalogue order: floats, ints,
+    negative values, swish's beta = 1.0 (silu's kernel), and values the kernels must carry
+    through unchanged (NaN, inf, a huge int)."""
+    values = {
+        "leaky_relu": [(0.2,), (1,), (-0.5,), (0.0,), (float("nan"),), (10**20,)],
+        "hardtanh": [(-2.0, 2.0), (0, 6), (0.5, -0.5), (-float("inf"), 1.5)],
+        "elu": [(0.5,), (2,), (-1.0,), (0.0,)],
+        "celu": [(0.5,), (2,), (-3.0,), (1e-30,)],
+        "swish": [(1.5,), (1.0,), (1,), (-2.0,), (0.0,)],
+        "softplus": [(2.0, 20.0), (0.5, 5), (3, 1.0), (-1.0, 20.0), (1.0, -float("inf"))],
+    }
+    return values[name]
+
+
+def _general(name, params, x, derivative=False, grad=None, saved=None, out=None):
+    """The Python layers' answer, never the entry's."""
+    spec = OPS[name]
+    given = dict(zip(spec.param_names, params))
+    if grad is not None:
+        return _api.elementwise_backward(spec, grad, saved, given, out, "c")
+    return _api.elementwise_forward(spec, x, given, out, derivative, "c")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NUMERIC_PARAM_OPS)
+def test_given_parameters_take_the_entry_and_match_the_general_path(name, dtype):
+    spec = OPS[name]
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    rng = np.random.default_rng(13)
+    for params in _given_values(name):
+        for shape in [(1,), (7,), (33,), (3, 5), (LIMIT + 9,)]:
+            x = _inputs(dtype, spec, int(np.prod(shape))).reshape(shape)
+            before = x.copy()
+            assert fastpath.forward(slot, x, None, *params) is not None, params
+            y = forward(x, *params)
+            _same_bits(y, _general(name, params, x))
+            _same_bits(forward(x, *params, backend="c"), y)
+            assert fastpath.derivative(slot, x, *params) is not None
+            yd = forward(x, *params, derivative=True)
+            for got, want in zip(yd, _general(name, params, x, derivative=True)):
+                _same_bits(got, want)
+            grad = rng.standard_normal(shape).astype(dtype)
+            saved = x if spec.saved == "x" else y
+            assert fastpath.backward(slot, grad, saved, None, *params) is not None
+            g = backward(grad, saved, *params)
+            _same_bits(g, _general(name, params, x, grad=grad, saved=saved))
+            out = np.full_like(x, 7.0)
+            assert forward(x, *params, out=out) is out
+            _same_bits(out, y)
+            np.testing.assert_array_equal(x, before)  # inputs untouched
+    # keywords reach the entry the same way
+    x = _inputs(dtype, spec, 40)
+    given = dict(zip(spec.param_names, _given_values(name)[0]))
+    _same_bits(forward(x, **given), _general(name, tuple(given.values()), x))
+
+
+def test_given_parameters_choose_the_kernel_the_python_layers_choose():
+    x = np.linspace(-4, 4, 101, dtype=np.float32)
+    # swish with beta 1 is silu's kernel (other roundings than swish's with beta 1)
+    np.testing.assert_array_equal(fusedact.swish(x, 1.0), fusedact.silu(x))
+    np.testing.assert_array_equal(fusedact.swish(x, 1), fusedact.silu(x))
+    assert not np.array_equal(fusedact.swish(x, 1.5), fusedact.silu(x))
+    np.testing.assert_allclose(fusedact.swish(x, 1.5), x / (1 + np.exp(-1.5 * x)), rtol=1e-6)
+    np.testing.assert_allclose(fusedact.hardtanh(x, 0, 6), np.clip(x, 0, 6))
+    # gelu's tanh form through its own slot, bit for bit the Python path's
+    slot = _api.FAST_SLOTS["gelu:tanh"]
+    assert fastpath.forward(slot, x) is not None
+    for dtype in (np.float32, np.float64):
+        xd = _inputs(dtype, OPS["gelu"], 300)
+        want = _api.elementwise_forward(OPS["gelu"], xd, {"approximate": "tanh"}, None,
+                                        False, "c")
+        _same_bits(fusedact.gelu(xd, approximate="tanh"), want)
+        _same_bits(fusedact.gelu(xd, "tanh", backend="c"), want)
+        g = np.ones_like(xd)
+        _same_bits(fusedact.gelu_backward(g, xd, approximate="tanh"),
+                   _api.elementwise_backward(OPS["gelu"], g, xd, {"approximate": "tanh"},
+                                             None, "c"))
+        for got, want_d in zip(fusedact.gelu(xd, approximate="tanh", derivative=True),
+                               _api.elementwise_forward(OPS["gelu"], xd,
+                                                        {"approximate": "tanh"}, None, True,
+                                                        "c")):
+            _same_bits(got, want_d)
+    # "none" given as another string object than the default: the Python path, same bits
+    none = "".join(["no", "ne"])
+    np.testing.assert_array_equal(fusedact.gelu(x, approximate=none), fusedact.gelu(x))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: fusedact.leaky_relu(x, True),
+    lambda x: fusedact.leaky_relu(x, "0.2"),
+    lambda x: fusedact.leaky_relu(x, None),
+    lambda x: fusedact.celu(x, 0.0),
+    lambda x: fusedact.celu(x, 0),
+    lambda x: fusedact.softplus(x, beta=0.0),
+    lambda x: fusedact.softplus_backward(x, x, beta=0),
+    lambda x: fusedact.gelu(x, approximate="exact"),
+    lambda x: fusedact.gelu(x, approximate=1.0),
+    lambda x: fusedact.leaky_relu(x, 10**400),
+], ids=["bool", "str", "None", "celu 0.0", "celu 0", "softplus 0.0", "softplus_backward 0",
+        "gelu choice", "gelu number", "int beyond double"])
+def test_given_parameters_the_entry_declines_keep_their_errors(call):
+    x = np.linspace(-2, 2, 16, dtype=np.float32)
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        call(x)
+
+
+def test_given_parameters_of_other_numeric_types_take_the_python_path():
+    x = np.linspace(-3, 3, 33)
+    slot = _api.FAST_SLOTS["leaky_relu"]
+    for value in (np.float64(0.2), np.float32(0.25), np.int64(2), 0.2):
+        if type(value) is not float:
+            assert fastpath.forward(slot, x, None, value) is None
+        np.testing.assert_array_equal(fusedact.leaky_relu(x, value),
+                                      np.where(x > 0, x, x * float(value)))
+    # the wrong number of values: declined, never read past the slot's own
+    assert fastpath.forward(_api.FAST_SLOTS["hardtanh"], x, None, 1.0) is None
+    assert fastpath.forward(_api.FAST_SLOTS["relu"], x, None, 1.0) is None
+    assert fastpath.forward(_api.FAST_SLOTS["softmax"], x, None, 1.0) is None
+    with pytest.raises(TypeError, match="forward"):
+        fastpath.forward(_api.FAST_SLOTS["hardtanh"], x, None, 1.0, 2.0, 3.0)
+
+
 def test_backend_c_and_the_catalogue_defaults_take_the_entry(monkeypatch):
     from fusedact.backends.c_backend import CBackend
 
@@ -354,8 +487,10 @@ def test_backend_c_and_the_catalogue_defaults_take_the_entry(monkeypatch):
     fusedact.leaky_relu(x)
     fusedact.leaky_relu(x, backend="c")
     fusedact.leaky_relu(x, **OPS["leaky_relu"].defaults())
-    assert calls == []  # all three ran in the entry, none through the Python backend
     fusedact.leaky_relu(x, 0.2)
+    fusedact.leaky_relu(x, negative_slope=0.2, backend="c")
+    assert calls == []  # all five ran in the entry, none through the Python backend
+    fusedact.leaky_relu(x, np.float32(0.2))
     fusedact.leaky_relu(x, backend="auto")
     assert len(calls) == 2
 

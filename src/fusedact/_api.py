@@ -723,24 +723,53 @@ def _build_elementwise(spec, ns):
     bwd_body = (f"    return _elementwise_backward(_spec, grad_out, {spec.saved}, {pdict}, out, "
                 "backend)\n")
     if all(p.default is not REQUIRED for p in spec.params):
-        # The C-API entry first (see csrc/pyext/fastpath.c): parameters left at their
-        # defaults (`is` the catalogue's default object: one pointer comparison), no out= or
-        # one the entry writes directly, no backend= or backend="c" (one-character strings
-        # are CPython singletons). It answers None for every call it does not take, and for
-        # every op until the dispatcher has chosen the c backend for it: process-wide for
+        # The C-API entry first (see csrc/pyext/fastpath.c): no out= or one the entry writes
+        # directly, no backend= or backend="c" (one-character strings are CPython
+        # singletons). It answers None for every call it does not take, and for every op
+        # until the dispatcher has chosen the c backend for it: process-wide for
         # backend=None, by the keyword for backend="c" (its own slots, _entry_slot).
+        # Parameters left at their defaults (`is` the catalogue's default object: one
+        # pointer comparison) take the slot's block; numeric ones given go to the entry as
+        # they are (it converts exact ints and floats and declines anything else); a choice
+        # (gelu's approximate) names a slot of its own, "<op>:<choice>".
         slot = _entry_slot(FAST_SLOTS.setdefault(spec.name, len(FAST_SLOTS)))
-        same = "".join(f" and {p.name} is _default_{p.name}" for p in spec.params)
+        same = " and ".join(f"{p.name} is _default_{p.name}" for p in spec.params)
+        numeric = tuple(p.name for p in spec.params if not p.choices)
         pick = "(backend is None or backend is _C)"
-        fwd_body = (f"    if {pick}{same}:\n"
-                    f"        y = (_fast_derivative({slot}, x) if out is None else None) "
-                    f"if derivative else _fast_forward({slot}, x, out)\n"
-                    "        if y is not None:\n"
-                    "            return y\n" + fwd_body)
-        bwd_body = (f"    if {pick}{same}:\n"
-                    f"        g = _fast_backward({slot}, grad_out, {spec.saved}, out)\n"
-                    "        if g is not None:\n"
-                    "            return g\n" + bwd_body)
+
+        def entry_calls(slot, given):
+            args = "".join(f", {name}" for name in given)
+            return (f"(_fast_derivative({slot}, x{args}) if out is None else None) "
+                    f"if derivative else _fast_forward({slot}, x, out{args})",
+                    f"_fast_backward({slot}, grad_out, {spec.saved}, out{args})")
+
+        fwd_default, bwd_default = entry_calls(slot, ())
+        if not spec.params:
+            fwd_fast, bwd_fast = (f"    if {pick}:\n        y = {fwd_default}\n",
+                                  f"    if {pick}:\n        g = {bwd_default}\n")
+        elif numeric == spec.param_names:
+            fwd_given, bwd_given = entry_calls(slot, numeric)
+            fwd_fast = (f"    if {pick}:\n"
+                        f"        y = ({fwd_default}) if {same} else ({fwd_given})\n")
+            bwd_fast = (f"    if {pick}:\n"
+                        f"        g = ({bwd_default}) if {same} else ({bwd_given})\n")
+        else:  # one choice parameter: a slot per other choice
+            (choice,) = spec.params
+            fwd_fast = f"    if {pick}:\n        if {same}:\n            y = {fwd_default}\n"
+            bwd_fast = f"    if {pick}:\n        if {same}:\n            g = {bwd_default}\n"
+            for value in choice.choices:
+                if value == choice.default:
+                    continue
+                other = _entry_slot(FAST_SLOTS.setdefault(f"{spec.name}:{value}",
+                                                          len(FAST_SLOTS)))
+                test = f"{choice.name}.__class__ is str and {choice.name} == {value!r}"
+                fwd_other, bwd_other = entry_calls(other, ())
+                fwd_fast += f"        elif {test}:\n            y = {fwd_other}\n"
+                bwd_fast += f"        elif {test}:\n            g = {bwd_other}\n"
+            fwd_fast += "        else:\n            y = None\n"
+            bwd_fast += "        else:\n            g = None\n"
+        fwd_body = (fwd_fast + "        if y is not None:\n            return y\n" + fwd_body)
+        bwd_body = (bwd_fast + "        if g is not None:\n            return g\n" + bwd_body)
     fwd = f"def __call__(self, x{sig}, *, out=None, derivative=False, backend=None):\n" + fwd_body
     bwd = (f"def __call__(self, grad_out, {spec.saved}{sig}, *, out=None, backend=None):\n"
            + bwd_body)

@@ -91,9 +91,9 @@ class CBackend(_layout.FlatElementwise, Backend):
         if op_name == "bias_act":
             slots = {name: slot for name, slot in _api.FAST_SLOTS.items()
                      if name.startswith("bias_act:")}
-        else:
-            slot = _api.FAST_SLOTS.get(op_name)
-            slots = {op_name: slot} if slot is not None else {}
+        else:  # the op's own slot and those of its other choices ("gelu:tanh")
+            slots = {name: slot for name, slot in _api.FAST_SLOTS.items()
+                     if name == op_name or name.startswith(f"{op_name}:")}
         if fastpath is None or not slots or type(self) is not CBackend:
             return  # a registered subclass may override the methods the entry would skip
         base = fastpath.KEYWORD_BASE if keyword else 0
@@ -120,21 +120,37 @@ class CBackend(_layout.FlatElementwise, Backend):
                 fastpath.bind_fused_slot(base + slot, kind, 0, 0)
                 continue
             act = name.partition("bias_act:")[2]
-            spec = OPS[act if act else name] if act != "identity" else None
+            op_name, _, choice = (act or name).partition(":")
+            spec = OPS[op_name] if op_name != "identity" else None
             if spec is None:
                 op, block = -1, self.ffi.new("double[4]")
             else:
-                defaults = spec.coerce_params({p.name: p.default for p in spec.params})
-                op, block = self._op_and_params(spec, defaults)
+                values = {p.name: p.default for p in spec.params}
+                if choice:  # a slot of the op's one choice parameter
+                    values = {spec.params[0].name: choice}
+                op, block = self._op_and_params(spec, spec.coerce_params(values))
             address_of_block = int(self.ffi.cast("uintptr_t", block))
             if act:
                 fastpath.bind_fused_slot(base + slot, fastpath.SLOT_BIAS, op, address_of_block)
             else:
-                fastpath.bind_slot(base + slot, op, address_of_block)
+                fastpath.bind_slot(base + slot, op, address_of_block, *self._given_params(spec))
             # Every block a slot was given lives as long as this backend: keyed by the op, a
             # binding of the keyword's slot replaced (freed) the block the process-wide slot
             # still used (AddressSanitizer: heap-use-after-free in bias_act's identity slot).
             self._entry_blocks[id(block)] = block
+
+    def _given_params(self, spec):
+        """How the entry runs a call of spec's op that gives numeric parameters: (their
+        count, the kernel, the kernel when the one parameter is 1.0 or -1, the bits of those
+        that must not be 0), as Param.coerce and _layout.kernel_name decide; a count of 0
+        where the op takes none or takes a choice (the entry then declines such calls)."""
+        if not spec.params or any(p.choices for p in spec.params):
+            return 0, -1, -1, 0
+        count = len(spec.params)
+        param_op = self._ids[spec.name]
+        unit_op = self._ids[_layout.kernel_name(spec, (1.0,))] if count == 1 else -1
+        nonzero = sum(1 << i for i, p in enumerate(spec.params) if p.nonzero)
+        return count, param_op, unit_op if unit_op != param_op else -1, nonzero
 
     def simd(self) -> str:
         return SIMD_LEVELS[self.lib.fa_simd_level()]
