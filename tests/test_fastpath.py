@@ -1,7 +1,7 @@
 """The c backend's C-API entry (fusedact._fastpath, csrc/pyext/fastpath.c).
 
 It takes a public elementwise call (softmax/log_softmax along the last axis, bias_act and
-its backward at an activation's default parameters, softmax_cross_entropy) when
+its backward, softmax_cross_entropy) when
 nothing is left to decide (a plain float32/float64 C-contiguous ndarray, parameters at their
 defaults or given as Python floats or ints, no out= or an out= it can write directly,
 backend= None or "c") and the dispatcher has chosen
@@ -86,7 +86,7 @@ def test_every_op_without_required_parameters_has_a_slot():
             == ROW_OPS)
     assert CHOICE_SLOTS == ["gelu:tanh"]
     assert NUMERIC_PARAM_OPS == ["celu", "elu", "hardtanh", "leaky_relu", "softplus", "swish"]
-    assert BIAS_SLOTS == sorted(f"bias_act:{n}" for n in FAST_OPS + ["identity"])
+    assert BIAS_SLOTS == sorted(f"bias_act:{n}" for n in FAST_OPS + CHOICE_SLOTS + ["identity"])
     assert len(set(_api.FAST_SLOTS.values())) == len(_api.FAST_SLOTS)
     assert max(_api.FAST_SLOTS.values()) < fastpath.KEYWORD_BASE
 
@@ -760,6 +760,35 @@ def test_bias_act_calls_match_the_general_path(act, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", NUMERIC_PARAM_OPS + ["gelu"])
+def test_bias_act_calls_that_give_parameters_take_the_entry(act, dtype):
+    choices = [{"approximate": "tanh"}, {"approximate": "none"}] if act == "gelu" else [
+        dict(zip(OPS[act].param_names, values)) for values in _given_values(act)]
+    if len(OPS[act].params) == 2:  # one of the two given, the other left at its default
+        choices += [{OPS[act].param_names[1]: 3.0}, {OPS[act].param_names[0]: 0.5}]
+    for params in choices:
+        for shape in [(1,), (3, 5), (2, 3, 17), (LIMIT // 64 + 3, 64)]:
+            x, bias, g = _bias_inputs(act, dtype, shape, seed=len(shape))
+            before = (x.copy(), bias.copy(), g.copy())
+            slot, given = _api._bias_given(act, params)
+            assert slot is not None
+            assert fastpath.bias_forward(slot, x, bias, None, *given) is not None, params
+            want = _api.bias_act(x, bias, act, None, "c", params)
+            _same_bits(fusedact.bias_act(x, bias, act, **params), want)
+            _same_bits(fusedact.bias_act(x, bias, act, backend="c", **params), want)
+            out = np.full_like(x, 7.0)
+            assert fusedact.bias_act(x, bias, act, out=out, **params) is out
+            _same_bits(out, want)
+            assert fastpath.bias_backward(slot, g, x, bias, *given) is not None
+            gx, gb = fusedact.bias_act_backward(g, x, bias, act, **params)
+            want_gx, want_gb = _api.bias_act_backward(g, x, bias, act, None, "c", params)
+            _same_bits(gx, want_gx)
+            _same_bits(gb, want_gb)
+            for a, b in zip((x, bias, g), before):
+                np.testing.assert_array_equal(a, b)  # inputs untouched
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cross_entropy_calls_match_the_general_path(dtype):
     slot = _api.FAST_SLOTS["softmax_cross_entropy"]
     rng = np.random.default_rng(17)
@@ -817,8 +846,23 @@ def test_fused_calls_the_entry_declines_keep_their_meaning():
     assert fastpath.bias_forward(slot, shifted[:-1].reshape(x.shape), bias, partial) is None
     fusedact.bias_act(shifted[:-1].reshape(x.shape), bias, "silu", out=partial)
     _same_bits(partial, want)
-    leaky = fusedact.bias_act(x, bias, "leaky_relu", negative_slope=0.25)  # parameters: Python
+    leaky = fusedact.bias_act(x, bias, "leaky_relu", negative_slope=0.25)
     np.testing.assert_allclose(leaky, np.where(x + bias > 0, x + bias, 0.25 * (x + bias)))
+    # parameters the entry declines: the Python path's errors and results
+    for act, params, error in [("leaky_relu", {"slope": 0.2}, "parameter"),
+                               ("leaky_relu", {"negative_slope": True}, "real number"),
+                               ("celu", {"alpha": 0}, "must not be 0"),
+                               ("softplus", {"beta": 2.0, "threshold": 5.0, "gamma": 1}, "param"),
+                               ("gelu", {"approximate": "exact"}, "one of"),
+                               ("relu", {"alpha": 1.0}, "param"),
+                               ("identity", {"alpha": 1.0}, "no parameters"),
+                               (None, {"alpha": 1.0}, "no parameters")]:
+        with pytest.raises((TypeError, ValueError), match=error):
+            fusedact.bias_act(x, bias, act, **params)
+        with pytest.raises((TypeError, ValueError), match=error):
+            fusedact.bias_act_backward(x, x, bias, act, **params)
+    np.testing.assert_array_equal(
+        fusedact.bias_act(x, bias, "leaky_relu", negative_slope=np.float32(0.25)), leaky)
     with pytest.raises(ValueError, match="not an elementwise op"):
         fusedact.bias_act(x, bias, "softmax")
 

@@ -89,7 +89,7 @@ typedef struct {
     int rows_kind; /* SLOT_ROWS: 0 softmax, 1 log_softmax (the forward's kind) */
     int act; /* SLOT_BIAS: the activation's op id, -1 for the identity */
     const double *params; /* SLOT_ELEMENTWISE and SLOT_BIAS: the default parameters' block */
-    /* SLOT_ELEMENTWISE calls that give their parameters (see given_params) */
+    /* SLOT_ELEMENTWISE and SLOT_BIAS calls that give their parameters (see given_params) */
     int nparams;  /* how many numeric parameters the op takes, 0..2 */
     int param_op; /* the kernel for given values; -1: such calls go the Python way */
     int unit_op;  /* the kernel when the one parameter is 1.0 (swish's silu), else -1 */
@@ -227,15 +227,22 @@ static PyObject *bind_row_slot(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* bind_fused_slot(slot, kind, act, params_address): a bias_act slot for one activation (act
- * its op id, -1 the identity; the block of its default parameters), or the cross-entropy's
- * or maxout's (act and params unused). */
+/* bind_fused_slot(slot, kind, act, params_address, nparams=0, param_op=-1, unit_op=-1,
+ * nonzero=0): a bias_act slot for one activation (act its op id, -1 the identity; the block
+ * of its default parameters; the rest as bind_slot's, for calls that give the activation's
+ * parameters), or the cross-entropy's or maxout's (act and the rest unused). */
 static PyObject *bind_fused_slot(PyObject *self, PyObject *args)
 {
-    int slot, kind, act;
+    int slot, kind, act, nparams = 0, param_op = -1, unit_op = -1, nonzero = 0;
     unsigned long long params;
-    if (!PyArg_ParseTuple(args, "iiiK:bind_fused_slot", &slot, &kind, &act, &params))
+    if (!PyArg_ParseTuple(args, "iiiK|iiii:bind_fused_slot", &slot, &kind, &act, &params,
+                          &nparams, &param_op, &unit_op, &nonzero))
         return NULL;
+    if (nparams < 0 || nparams > MAX_GIVEN) {
+        PyErr_Format(PyExc_ValueError, "bind_fused_slot: nparams %d is outside 0..%d", nparams,
+                     MAX_GIVEN);
+        return NULL;
+    }
     if (slot < 0 || slot >= SLOT_COUNT ||
         (kind != SLOT_BIAS && kind != SLOT_XENT && kind != SLOT_MAXOUT)) {
         PyErr_Format(PyExc_ValueError, "bind_fused_slot: slot %d (0..%d) or kind %d (%d..%d) "
@@ -249,10 +256,13 @@ static PyObject *bind_fused_slot(PyObject *self, PyObject *args)
         return NULL;
     }
     slots[slot].op = 0;
-    slots[slot].param_op = -1;
     slots[slot].kind = kind;
     slots[slot].act = act;
     slots[slot].params = (const double *)(uintptr_t)params;
+    slots[slot].nparams = nparams;
+    slots[slot].param_op = param_op < 0 || kind != SLOT_BIAS ? -1 : param_op;
+    slots[slot].unit_op = unit_op < 0 ? -1 : unit_op;
+    slots[slot].nonzero = nonzero;
     Py_RETURN_NONE;
 }
 
@@ -494,7 +504,8 @@ static int direct_target(PyObject *o, PyArrayObject *x, PyArrayObject *saved, in
     return 1;
 }
 
-/* A call that gives the elementwise op's numeric parameters (count values at given): their
+/* A call that gives the elementwise op's (or bias_act's activation's) numeric parameters
+ * (count values at given): their
  * block and the kernel for them, as the Python layers would pick them (Param.coerce and
  * _layout.kernel_name); 1, or 0 when the Python way must take the call: a value that is not
  * an exact int or float (bool, str, NumPy scalars...), an int beyond a double, a 0 where the
@@ -504,7 +515,8 @@ static int direct_target(PyObject *o, PyArrayObject *x, PyArrayObject *saved, in
 static int given_params(const slot_t *s, PyObject *const *given, Py_ssize_t count,
                         double block[BLOCK_DOUBLES], int *op)
 {
-    if (s->kind != SLOT_ELEMENTWISE || s->param_op < 0 || count != s->nparams)
+    if ((s->kind != SLOT_ELEMENTWISE && s->kind != SLOT_BIAS) || s->param_op < 0 ||
+        count != s->nparams)
         return 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         double v;
@@ -695,21 +707,29 @@ static int bias_fits(PyObject *bias, PyArrayObject *x, int type)
            PyArray_DIM((PyArrayObject *)bias, 0) == PyArray_DIM(x, PyArray_NDIM(x) - 1);
 }
 
-/* bias_forward(slot, x, bias, out=None): act(x + bias), or None. out may be x itself (the
+/* bias_forward(slot, x, bias, out=None, *params): act(x + bias), or None. out may be x itself (the
  * kernel reads each element before writing it) but nothing else of x or bias: every row
  * reads the whole bias. */
 static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     const slot_t *s;
-    int open = fused_slot(args, nargs, 3, 4,
-                          "bias_forward(slot, x, bias, out=None)", SLOT_BIAS, &s);
+    int open = fused_slot(args, nargs, 3, 4 + MAX_GIVEN,
+                          "bias_forward(slot, x, bias, out=None, *params)", SLOT_BIAS, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
+    double block[BLOCK_DOUBLES] = {0.0};
+    int act = s->act;
+    const double *params = s->params;
+    if (nargs > 4) {
+        if (!given_params(s, args + 4, nargs - 4, block, &act))
+            Py_RETURN_NONE;
+        params = block;
+    }
     int type = float_type(args[1]);
     if (type < 0 || !plain(args[1], type) || !bias_fits(args[2], (PyArrayObject *)args[1], type))
         Py_RETURN_NONE;
     PyArrayObject *x = (PyArrayObject *)args[1], *bias = (PyArrayObject *)args[2], *out;
-    PyObject *out_obj = nargs == 4 ? args[3] : Py_None;
+    PyObject *out_obj = nargs >= 4 ? args[3] : Py_None;
     if (out_obj == Py_None) {
         out = output_like(x, type, 1);
         if (!out)
@@ -723,8 +743,7 @@ static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t 
         Py_RETURN_NONE;
     }
     int64_t cols = PyArray_DIM(bias, 0), rows = (int64_t)PyArray_SIZE(x) / cols;
-    int rc, nthreads = threads, act = s->act;
-    const double *params = s->params;
+    int rc, nthreads = threads;
     Py_BEGIN_ALLOW_THREADS
     if (type == NPY_FLOAT)
         rc = fused.f32(act, PyArray_DATA(x), PyArray_DATA(bias), PyArray_DATA(out), rows, cols,
@@ -746,10 +765,18 @@ static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t 
 static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     const slot_t *s;
-    int open = fused_slot(args, nargs, 4, 4,
-                          "bias_backward(slot, grad_out, x, bias)", SLOT_BIAS, &s);
+    int open = fused_slot(args, nargs, 4, 4 + MAX_GIVEN,
+                          "bias_backward(slot, grad_out, x, bias, *params)", SLOT_BIAS, &s);
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
+    double block[BLOCK_DOUBLES] = {0.0};
+    int act = s->act;
+    const double *params = s->params;
+    if (nargs > 4) {
+        if (!given_params(s, args + 4, nargs - 4, block, &act))
+            Py_RETURN_NONE;
+        params = block;
+    }
     int type = float_type(args[2]);
     if (type < 0 || !plain(args[1], type) || !plain(args[2], type) ||
         !PyArray_SAMESHAPE((PyArrayObject *)args[1], (PyArrayObject *)args[2]) ||
@@ -767,8 +794,7 @@ static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     int64_t rows = (int64_t)PyArray_SIZE(x) / (int64_t)cols;
-    int rc, nthreads = threads, act = s->act;
-    const double *params = s->params;
+    int rc, nthreads = threads;
     Py_BEGIN_ALLOW_THREADS
     if (type == NPY_FLOAT)
         rc = fused.bwd_f32(act, PyArray_DATA(g), PyArray_DATA(x), PyArray_DATA(bias),
@@ -979,9 +1005,9 @@ static PyMethodDef methods[] = {
     {"derivative", (PyCFunction)(void (*)(void))derivative, METH_FASTCALL,
      "derivative(slot, x, *params): (y, dy/dx) from one pass, or None"},
     {"bias_forward", (PyCFunction)(void (*)(void))bias_forward, METH_FASTCALL,
-     "bias_forward(slot, x, bias, out=None): act(x + bias), or None"},
+     "bias_forward(slot, x, bias, out=None, *params): act(x + bias), or None"},
     {"bias_backward", (PyCFunction)(void (*)(void))bias_backward, METH_FASTCALL,
-     "bias_backward(slot, grad_out, x, bias): (grad_x, grad_bias), or None"},
+     "bias_backward(slot, grad_out, x, bias, *params): (grad_x, grad_bias), or None"},
     {"xent", (PyCFunction)(void (*)(void))xent, METH_FASTCALL,
      "xent(slot, logits, labels, ignore_index): (loss, grad_logits), or None"},
     {"maxout_forward", (PyCFunction)(void (*)(void))maxout_forward, METH_FASTCALL,

@@ -130,10 +130,12 @@ class CBackend(_layout.FlatElementwise, Backend):
                     values = {spec.params[0].name: choice}
                 op, block = self._op_and_params(spec, spec.coerce_params(values))
             address_of_block = int(self.ffi.cast("uintptr_t", block))
+            given = self._given_params(spec) if spec is not None else ()
             if act:
-                fastpath.bind_fused_slot(base + slot, fastpath.SLOT_BIAS, op, address_of_block)
+                fastpath.bind_fused_slot(base + slot, fastpath.SLOT_BIAS, op, address_of_block,
+                                         *given)
             else:
-                fastpath.bind_slot(base + slot, op, address_of_block, *self._given_params(spec))
+                fastpath.bind_slot(base + slot, op, address_of_block, *given)
             # Every block a slot was given lives as long as this backend: keyed by the op, a
             # binding of the keyword's slot replaced (freed) the block the process-wide slot
             # still used (AddressSanitizer: heap-use-after-free in bias_act's identity slot).
