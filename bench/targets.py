@@ -17,7 +17,9 @@ workers another left behind), then checks:
   thread (XNNPACK's 3.3 Gelem/s), tanh against np.tanh;
 - the cost of one call on a small array (`--per-call-sizes`, float32, one thread), every
   elementwise op forward and backward called as a user calls it (no backend=, so `auto`),
-  against PyTorch's function called directly: at n = 1024 no slower than PyTorch.
+  against PyTorch's function called directly: at n = 1024 no slower than PyTorch; then the
+  same for calls that give parameters (`leaky_relu(x, negative_slope=0.2)`, gelu's tanh form,
+  bias_act with them: GIVEN_PARAMETERS).
 
 It prints one Markdown table (a row per case, a verdict per backend) and a summary.
 """
@@ -232,6 +234,61 @@ def _per_call(args, torch):
         print()
         print(f"per call at n={PER_CALL_TARGET_N}: fusedact no slower than torch in {ok}/"
               f"{len(ratios)} cases; worst {worst[0]} {worst[1]} at {worst[2]:.2f}x")
+    _per_call_given_parameters(args, torch)
+
+
+# Calls that give parameters, as users write them (the table above uses the defaults): the
+# values are Python literals, so they are other objects than the catalogue's defaults.
+GIVEN_PARAMETERS = [("leaky_relu", {"negative_slope": 0.2}), ("hardtanh", {"min_val": -2.0,
+                    "max_val": 2.0}), ("elu", {"alpha": 0.5}), ("celu", {"alpha": 2.0}),
+                    ("softplus", {"beta": 2.0, "threshold": 20.0}), ("swish", {"beta": 1.5}),
+                    ("gelu", {"approximate": "tanh"})]
+
+
+def _per_call_given_parameters(args, torch):
+    """Microseconds per call at n = 1024 (float32, one thread) of elementwise calls that give
+    parameters, and of bias_act on 1 x 1024 with them, against PyTorch's functions (for
+    bias_act, on t + b)."""
+    from fusedact import _torchref
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(PER_CALL_TARGET_N) * 3).astype(np.float32)
+    g = rng.standard_normal(PER_CALL_TARGET_N).astype(np.float32)
+    bias = rng.standard_normal(PER_CALL_TARGET_N).astype(np.float32)
+    x2 = x.reshape(1, -1)
+    tx, tg, tb = torch.from_numpy(x), torch.from_numpy(g), torch.from_numpy(bias)
+    tx2 = tx.reshape(1, -1)
+    print()
+    print(f"Per call with parameters given, n={PER_CALL_TARGET_N} float32, 1 thread "
+          "(bias_act: 1 x 1024, against PyTorch's function on t + b):")
+    print()
+    print("| call | fusedact µs | torch µs | torch / fusedact |")
+    print("|---|---|---|---|")
+    ratios = []
+    for op, params in GIVEN_PARAMETERS:
+        spec = fusedact.OPS[op]
+        saved = getattr(fusedact, op)(x, **params) if spec.saved == "y" else x
+        ts = torch.from_numpy(saved)
+        forward = getattr(fusedact, op)
+        backward = getattr(fusedact, f"{op}_backward")
+        tf, tbw = _torchref.forward_fn(op, params), _torchref.backward_fn(op, params)
+        shown = ", ".join(f"{k}={v!r}" for k, v in params.items())
+        rows = [(f"{op}(x, {shown})", lambda: forward(x, **params), lambda: tf(tx)),
+                (f"{op}_backward(g, {spec.saved}, {shown})",
+                 lambda: backward(g, saved, **params), lambda: tbw(tg, ts)),
+                (f"bias_act(x, b, {op!r}, {shown})",
+                 lambda: fusedact.bias_act(x2, bias, op, **params), lambda: tf(tx2 + tb))]
+        for label, ours, theirs in rows:
+            t = _median_times({"fusedact": ours, "torch": theirs}, args.min_time, args.repeats)
+            ratio = t["torch"] / t["fusedact"]
+            ratios.append((label, ratio))
+            print(f"| `{label}` | {t['fusedact'] * 1e6:.2f} | {t['torch'] * 1e6:.2f} | "
+                  f"{ratio:.2f} |", flush=True)
+    ok = sum(1 for _, r in ratios if r >= 1.0)
+    worst = min(ratios, key=lambda r: r[1])
+    print()
+    print(f"per call with parameters given: fusedact no slower than torch in {ok}/{len(ratios)} "
+          f"cases; worst `{worst[0]}` at {worst[1]:.2f}x")
 
 
 if __name__ == "__main__":
