@@ -111,6 +111,33 @@ def test_env_var_selects_and_keyword_overrides():
     assert r.stdout.split()[0] == "numpy"
 
 
+def test_env_var_choice_is_remembered_per_op_and_outranked_as_before(monkeypatch):
+    """Under FUSEDACT_BACKEND the dispatcher checks and loads the named backend once per op
+    (as auto does), and the keyword and use_backend() still outrank it; re-registering a
+    backend forgets the choice."""
+    from fusedact import _dispatch
+
+    monkeypatch.setattr(_dispatch, "ENV_BACKEND", "numpy")
+    x = np.linspace(-2, 2, 9)
+    numpy_backend = _dispatch.resolve(None, "elu", x)
+    assert type(numpy_backend).__name__ == "NumpyBackend"
+    assert _dispatch._env_cache[("numpy", "elu")] is numpy_backend
+    assert _dispatch.resolve(None, "elu", x) is numpy_backend
+    for other in fusedact.available_backends():
+        if other in ("numpy", "cuda"):
+            continue
+        assert _dispatch.resolve(other, "elu", x) is not numpy_backend
+        with fusedact.use_backend(other):
+            assert _dispatch.resolve(None, "elu", x) is not numpy_backend
+            np.testing.assert_allclose(fusedact.elu(x), np.where(x > 0, x, np.expm1(x)))
+        monkeypatch.setattr(_dispatch, "ENV_BACKEND", _dispatch.AUTO)
+        assert _dispatch.resolve(None, "elu", x) is not numpy_backend  # auto's own choice
+        monkeypatch.setattr(_dispatch, "ENV_BACKEND", "numpy")
+    _dispatch.register_backend("numpy", "fusedact.backends.numpy_backend", "NumpyBackend")
+    assert ("numpy", "elu") not in _dispatch._env_cache
+    assert type(_dispatch.resolve(None, "elu", x)).__name__ == "NumpyBackend"
+
+
 def test_env_var_unknown_value_errors_at_first_use():
     r = _run("import fusedact; fusedact.relu([1.0])", FUSEDACT_BACKEND="gpu-magic")
     assert r.returncode != 0
