@@ -369,7 +369,29 @@ def _plain_rows_call(name, first, second, axis, out, backend):
     return None
 
 
+def _plain_maxout_shape(x, pieces, axis):
+    """maxout's output shape for a float32/float64 ndarray x with nothing left to check (an
+    int axis in range, whole groups of pieces along it), else None for the general path."""
+    dt = x.dtype
+    if (not (dt is _FLOAT32 or dt is _FLOAT64) or type(axis) is not int
+            or not -x.ndim <= axis < x.ndim or pieces < 1):
+        return None
+    ax = axis % x.ndim
+    if x.shape[ax] % pieces:
+        return None
+    return x.shape[:ax] + (x.shape[ax] // pieces,) + x.shape[ax + 1:]
+
+
 def axis_forward(name, x, axis, out, backend, pieces=None):
+    if (pieces is not None and out is None and type(x) is np.ndarray
+            and (shape := _plain_maxout_shape(x, pieces, axis)) is not None):
+        # maxout's common call, without the general path's conversions and checks: numba's
+        # pairs of 1,024 float32 elements, 6.0 -> 2.6 us a call (its loop: 1.7)
+        be = _dispatch.resolve(backend, name, x)
+        buf = np.empty(shape, x.dtype)
+        if x.size:
+            be.maxout(x, pieces, axis % x.ndim, buf)
+        return buf
     if (type(x) is np.ndarray and pieces is None
             and (plain := _plain_rows_call(name, x, None, axis, out, backend)) is not None):
         # softmax and log_softmax's common calls, without the general path's conversions
@@ -407,6 +429,15 @@ def axis_forward(name, x, axis, out, backend, pieces=None):
 
 
 def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
+    if (pieces is not None and out is None and type(saved) is np.ndarray
+            and type(grad) is np.ndarray and grad.dtype is saved.dtype
+            and (shape := _plain_maxout_shape(saved, pieces, axis)) is not None
+            and grad.shape == shape):
+        be = _dispatch.resolve(backend, name, saved)
+        buf = _new_output(saved, be)
+        if saved.size:
+            be.maxout_backward(grad, saved, pieces, axis % saved.ndim, buf)
+        return buf
     if (type(saved) is np.ndarray and pieces is None
             and (plain := _plain_rows_call(name, saved, grad, axis, out, backend)) is not None):
         be, buf = plain
@@ -447,6 +478,14 @@ def axis_backward(name, grad, saved, axis, out, backend, pieces=None):
     return t.result(result, False)
 
 
+# bias_act's activations at their defaults: name (and None, the identity) -> (spec or None,
+# the checked default values), for the plain calls
+_PLAIN_ACTS = {None: (None, ()), "identity": (None, ())}
+_PLAIN_ACTS.update((name, (spec, spec.coerce_params(spec.defaults())))
+                   for name, spec in OPS.items() if spec.family == ELEMENTWISE
+                   and all(p.default is not REQUIRED for p in spec.params))
+
+
 def _activation(act, op):
     if act is None or act == "identity":
         return None
@@ -481,8 +520,32 @@ def _bias_input(x, bias, op, xname):
     return xa, ba
 
 
+def _plain_bias_call(x, bias, act, params, grad=None):
+    """(spec, parameter values) for a bias_act call with nothing left to check: float32 or
+    float64 ndarrays of one dtype, x with at least one dimension and grad (the backward's)
+    of its shape, a bias along its last axis, an activation named at its defaults; else
+    None for the general path."""
+    dt = x.dtype
+    if (params or type(bias) is not np.ndarray or not (dt is _FLOAT32 or dt is _FLOAT64)
+            or bias.dtype is not dt or not x.ndim or bias.shape != x.shape[-1:]):
+        return None
+    if grad is not None and (type(grad) is not np.ndarray or grad.dtype is not dt
+                             or grad.shape != x.shape):
+        return None
+    return _PLAIN_ACTS.get(act) if (type(act) is str or act is None) else None
+
+
 def bias_act(x, bias, act, out, backend, params):
     op = "bias_act"
+    if (out is None and type(x) is np.ndarray
+            and (plain := _plain_bias_call(x, bias, act, params)) is not None):
+        # the common call without the general path's conversions and checks: numba's
+        # bias_act with gelu on 1 x 1024 float32, 11.5 -> 6.2 us a call
+        be = _dispatch.resolve(backend, op, x)
+        buf = _new_output(x, be)
+        if x.size:
+            be.bias_act(plain[0], x, bias, plain[1], buf)
+        return buf
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
     if route := _route(x, bias, out):
@@ -502,6 +565,15 @@ def bias_act(x, bias, act, out, backend, params):
 
 def bias_act_backward(grad, x, bias, act, out, backend, params):
     op = "bias_act_backward"
+    if (out is None and type(x) is np.ndarray
+            and (plain := _plain_bias_call(x, bias, act, params, grad)) is not None):
+        be = _dispatch.resolve(backend, "bias_act", x)
+        grad_x, grad_bias = _new_output(x, be), np.empty(bias.shape, bias.dtype)
+        if x.size:
+            be.bias_act_backward(plain[0], grad, x, bias, plain[1], grad_x, grad_bias)
+        else:
+            grad_bias[...] = 0
+        return grad_x, grad_bias
     spec = _activation(act, op)
     values = _act_params(spec, params, op)
     if route := _route(grad, x, bias, *_outs(out)):

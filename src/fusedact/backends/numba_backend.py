@@ -177,8 +177,11 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
 
     def _row_call(self, name, axis, out, *arrays):
         dt = out.dtype
+        first = arrays[0]
         if (dt.char in "fd" and out.flags.c_contiguous and (axis == -1 or axis == out.ndim - 1)
-                and all(a.dtype == dt and a.flags.c_contiguous for a in arrays)):
+                and first.dtype == dt and first.flags.c_contiguous
+                and (len(arrays) == 1 or (arrays[1].dtype == dt
+                                          and arrays[1].flags.c_contiguous))):
             # The common call, rows along the last axis of C-contiguous arrays of the compute
             # type, straight to the loops, 2-D as they are or as 2-D views (softmax_backward
             # on 16 rows of 1024 float32, one thread: 5.6 -> 4.5 us in this method, of which
@@ -187,7 +190,10 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
                 n = out.shape[-1]
                 arrays = [a.reshape(-1, n) for a in arrays]
                 out = out.reshape(-1, n)
-            self._run(self._row_kernel(name, dt.itemsize == 4), out.size, *arrays, out)
+            loops = self._loops.get(("rows", name, dt.itemsize == 4))
+            if loops is None:
+                loops = self._row_kernel(name, dt.itemsize == 4)
+            self._run(loops, out.size, *arrays, out)
             return
         target, scratch = self._rows_out(out, axis)
         # float32 rows in float32 arithmetic (the sums in float64): 2x the SIMD lanes. The
@@ -226,19 +232,30 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         _layout.rows_copy_back(out, axis, scratch)
 
     def _bias_kernel(self, spec, params, backward, dtype):
+        # the loops and parameters of each (activation, parameters, direction, dtype) seen,
+        # looked up once: 0.9 us of a 4.6 us call on 1 x 1024 float32 (bias_act with gelu)
+        key = ("bias", spec, params, backward, dtype.itemsize)
+        hit = self._lanes.get(key)
+        if hit is not None:
+            return hit
         kernel = "identity" if spec is None else _layout.kernel_name(spec, params)
         f32 = dtype.itemsize == 4 and kernel in _F32_KERNELS
-        key = ("bias_bwd" if backward else "bias", kernel, f32)
-        if key not in self._loops:
-            self._loops[key] = _build_bias(self.numba, kernel, backward, f32)
+        loops_key = ("bias_bwd" if backward else "bias", kernel, f32)
+        if loops_key not in self._loops:
+            self._loops[loops_key] = _build_bias(self.numba, kernel, backward, f32)
         p0, p1 = _layout.param_block(params)[:2]
-        return self._loops[key], p0, p1, _residual(p0, f32)
+        if len(self._lanes) >= _LANES_KEPT:
+            self._lanes.clear()
+        hit = self._lanes[key] = (self._loops[loops_key], p0, p1, _residual(p0, f32))
+        return hit
 
     def bias_act(self, spec, x, bias, params, out):
         loops, p0, p1, p3 = self._bias_kernel(spec, params, False, out.dtype)
         xr = self._rows(x, -1)
         target, scratch = self._rows_out(out, -1)
-        self._run(loops, xr.size, xr, np.ascontiguousarray(bias), target, p0, p1, p3)
+        if not bias.flags.c_contiguous:
+            bias = np.ascontiguousarray(bias)
+        self._run(loops, xr.size, xr, bias, target, p0, p1, p3)
         if scratch is not None:
             out[...] = scratch.reshape(out.shape)
 
@@ -246,15 +263,22 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
         loops, p0, p1, p3 = self._bias_kernel(spec, params, True, out_grad_x.dtype)
         xr, gr = self._rows(x, -1), self._rows(grad, -1)
         target, scratch = self._rows_out(out_grad_x, -1)
-        from ._numba_loops import BIAS_BLOCK_ROWS
+        if not bias.flags.c_contiguous:
+            bias = np.ascontiguousarray(bias)
+        from ._numba_loops import BIAS_BLOCK_ROWS  # numba itself is imported on first use
 
         blocks = -(-xr.shape[0] // BIAS_BLOCK_ROWS)
         partial = np.zeros((blocks, xr.shape[-1]), np.float64)
-        self._run(loops, xr.size, gr, xr, np.ascontiguousarray(bias), target, partial, p0, p1, p3)
+        self._run(loops, xr.size, gr, xr, bias, target, partial, p0, p1, p3)
         if scratch is not None:
             out_grad_x[...] = scratch.reshape(out_grad_x.shape)
         # The blocks' partial sums added in block order: the same result on any thread count.
-        out_grad_bias[...] = partial.sum(axis=0)
+        # One block (up to BIAS_BLOCK_ROWS rows) is its own sum: copied, not reduced (2.4 us
+        # of NumPy's reduction machinery on 1 x 1024).
+        if blocks == 1:
+            np.copyto(out_grad_bias, partial[0])
+        else:
+            out_grad_bias[...] = partial.sum(axis=0)
 
     def softmax_cross_entropy(self, logits, labels, ignore_index, out_loss, out_grad):
         target, scratch = self._rows_out(out_grad, -1)
