@@ -107,6 +107,44 @@ def test_softmax_cross_entropy_extremes_and_ignore(backend):
         fusedact.softmax_cross_entropy(z, np.array([0, 1]), backend=backend)
 
 
+@pytest.mark.parametrize("rows", [5, 64, 65, 300])
+def test_softmax_cross_entropy_label_checks_at_every_batch_size(rows, backend):
+    """Labels are checked one by one up to 64 of them and by array operations above: both
+    must take every class and the ignore_index, refuse the rest with the same error, and
+    give what the general path gives for other label types and layouts."""
+    rng = np.random.default_rng(rows)
+    z = rng.standard_normal((rows, 7)).astype(np.float32)
+    labels = rng.integers(0, 7, rows)
+    labels[::4] = -100  # ignored
+    labels[1] = 6  # the last class
+    want = fusedact.softmax_cross_entropy(z, labels, backend="numpy")
+    for lab in (labels, labels.astype(np.int32), list(labels),
+                np.repeat(labels, 2)[::2]):  # the same labels, other types and strides
+        loss, grad = fusedact.softmax_cross_entropy(z, lab, backend=backend)
+        np.testing.assert_allclose(loss, want[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(grad, want[1], rtol=1e-6, atol=1e-6)
+        assert not grad[::4].any() and not loss[::4].any()
+    for bad_value in (7, -1, -101, 2**62, -2**63):
+        for where in (0, rows // 2, rows - 1):
+            bad = labels.copy()
+            bad[where] = bad_value
+            with pytest.raises(ValueError, match=f"label {bad_value} is out of range"):
+                fusedact.softmax_cross_entropy(z, bad, backend=backend)
+    # another ignore_index: -100 is then out of range; labels equal to it are skipped
+    with pytest.raises(ValueError, match="label -100 is out of range"):
+        fusedact.softmax_cross_entropy(z, labels, ignore_index=3, backend=backend)
+    shifted = np.where(labels == -100, 3, labels)
+    loss, grad = fusedact.softmax_cross_entropy(z, shifted, ignore_index=3, backend=backend)
+    assert not loss[shifted == 3].any() and not grad[shifted == 3].any()
+    # unsigned labels past int64 wrap negative in the general path: out of range there too
+    with pytest.raises(ValueError, match="out of range"):
+        fusedact.softmax_cross_entropy(z, np.full(rows, 2**64 - 1, np.uint64), backend=backend)
+    # an ignore_index no int64 equals: every label must be a class
+    loss, _ = fusedact.softmax_cross_entropy(z, np.abs(shifted), ignore_index=2**70,
+                                              backend=backend)
+    assert np.all(loss > 0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 def test_grad_bias_is_the_same_on_any_thread_count(dtype, host_backend):
     """grad_bias sums a column over rows in blocks that threads share out: the blocks' order of

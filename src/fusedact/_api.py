@@ -605,8 +605,42 @@ def bias_act_backward(grad, x, bias, act, out, backend, params):
     return tx.result(result, False), tb.result(result, False)
 
 
+_INT64 = np.dtype(np.int64)
+
+
+def _plain_labels(z, labels, ignore_index):
+    """Whether a softmax_cross_entropy call has nothing left to check: float32/float64
+    logits with classes last, int64 labels of their shape, each a class or the
+    ignore_index (a Python int within int64). False sends the call down the general path,
+    which words what is wrong."""
+    dt = z.dtype
+    if not ((dt is _FLOAT32 or dt is _FLOAT64) and z.ndim and type(labels) is np.ndarray
+            and labels.dtype is _INT64 and labels.shape == z.shape[:-1]
+            and type(ignore_index) is int and -2**63 <= ignore_index < 2**63):
+        return False
+    n_classes = z.shape[-1]
+    if labels.size <= 64:  # a batch's labels: checked one by one, 0.3-1 us
+        return all(0 <= v < n_classes or v == ignore_index for v in labels.ravel().tolist())
+    # as unsigned, a negative label is beyond every class too: one comparison, and two more
+    # only when some label is out of range (the ignored ones, usually)
+    out_of_range = labels.view(np.uint64) >= n_classes
+    return not out_of_range.any() or not (out_of_range & (labels != ignore_index)).any()
+
+
 def softmax_cross_entropy(logits, labels, ignore_index, out, backend):
     op = "softmax_cross_entropy"
+    if out is None and type(logits) is np.ndarray and _plain_labels(logits, labels,
+                                                                    ignore_index):
+        # the common call without the general path's conversions and checks: numba's on
+        # 16 x 1024 float32, 31.7 -> 17 us a call (its backend method: 14.6)
+        be = _dispatch.resolve(backend, op, logits)
+        loss = np.empty(labels.shape, logits.dtype)
+        grad = _new_output(logits, be)
+        if logits.size:
+            be.softmax_cross_entropy(logits, labels if labels.flags.c_contiguous
+                                     else np.ascontiguousarray(labels), ignore_index, loss,
+                                     grad)
+        return loss, grad
     if route := _route(logits, labels, *_outs(out)):
         return route.softmax_cross_entropy(logits, labels, ignore_index, out, backend)
     z = _as_array(logits, op, "logits")
