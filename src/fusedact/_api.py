@@ -246,12 +246,18 @@ _FLOAT64 = np.dtype(np.float64)
 
 
 def elementwise_forward(spec, x, params, out, derivative, backend):
-    if (type(x) is np.ndarray and not derivative
-            and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) and x.ndim):
+    if (type(x) is np.ndarray and (x.dtype is _FLOAT32 or x.dtype is _FLOAT64) and x.ndim
+            and (not derivative or out is None)):
         # The most common calls (a float32/float64 array, no out= or an out= of its shape
         # and type that is x itself or apart from it), with nothing left to decide: 0.5 us
         # less than the general path below without out=, 1.5 us with it.
         be = _dispatch.resolve(backend, spec.name, x)
+        if derivative:  # no out=: numba's sigmoid on 1,024 float32, 9.5 -> 4.5 us a call
+            y, dydx = _new_output(x, be), _new_output(x, be)
+            if x.size:
+                be.elementwise_with_derivative(
+                    spec, x, spec.coerce_params(params) if params else (), y, dydx)
+            return y, dydx
         if out is None:
             buf = _new_output(x, be)
         elif (type(out) is np.ndarray and out.dtype is x.dtype and out.shape == x.shape
