@@ -307,13 +307,83 @@ def _declined():
         ("bool", np.array([True, False])),
         ("0-d", np.array(0.5, np.float32)),
         ("empty", np.empty((0, 3), np.float32)),
-        ("strided", base[::2]),
-        ("transposed", grid.T),
         ("byte-swapped", base.astype(">f4")),
+        ("byte-swapped transposed", grid.T.astype(">f8")),
         ("misaligned", misaligned),
         ("subclass", base.view(Sub)),
         ("list", [0.5, -1.0]),
     ]
+
+
+def _layouts(dtype):
+    """(what, x, grad) views in every layout the entry takes for elementwise calls."""
+    rng = np.random.default_rng(21)
+    cube = _inputs(dtype, OPS["gelu"], 4 * 6 * 5).reshape(4, 6, 5)
+    wide = _inputs(dtype, OPS["gelu"], 2 * LIMIT + 6)
+    big = wide[: LIMIT + 3 * 64].reshape(-1, 64)
+
+    def grad_like(a):
+        return rng.standard_normal(a.shape).astype(dtype)
+
+    cases = [
+        ("Fortran order", np.asfortranarray(cube)),
+        ("transposed 2-D", cube[0].T),
+        ("transposed 3-D", cube.T),
+        ("axes swapped", cube.swapaxes(0, 1)),
+        ("stride 2", wide[:101:2]),
+        ("negative stride", wide[:77][::-1]),
+        ("a column", cube[:, :, 1]),
+        ("large transposed", big.T),
+        ("large stride 2", wide[::2]),
+    ]
+    return [(what, x, grad_like(x)) for what, x in cases]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["sigmoid", "gelu", "relu", "leaky_relu", "softplus"])
+def test_fortran_and_strided_views_take_the_entry(name, dtype):
+    """Fortran-ordered arrays run in place of their memory order (the result in that order,
+    as np.empty_like keeps it); other views, and inputs of two orders, through C-contiguous
+    copies: the Python path's bits either way."""
+    spec = OPS[name]
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    forward(np.ones(4, dtype))  # the dispatcher chooses c for the op
+    for what, x, grad in _layouts(dtype):
+        before, grad_before = x.copy(), grad.copy()
+        assert fastpath.forward(slot, x) is not None, what
+        y = forward(x)
+        _same_bits(y, _general_forward(name, x))
+        assert y.flags.c_contiguous or (y.flags.f_contiguous and x.flags.f_contiguous), what
+        assert not np.shares_memory(y, x)
+        for got, want in zip(forward(x, derivative=True), _general_derivative(name, x)):
+            _same_bits(got, want)
+        saved = x if spec.saved == "x" else y
+        for g in (grad, np.asfortranarray(grad), np.ascontiguousarray(grad)):
+            assert fastpath.backward(slot, g, saved) is not None, what
+            got = backward(g, saved)
+            _same_bits(got, _general_backward(name, g, saved))
+            assert not np.shares_memory(got, g) and not np.shares_memory(got, saved)
+        np.testing.assert_array_equal(x, before)
+        np.testing.assert_array_equal(grad, grad_before)
+        if x.flags.f_contiguous:  # out= of the same order is written directly
+            out = np.asfortranarray(np.full(x.shape, 7.0, dtype))
+            assert fastpath.forward(slot, x, out) is out, what
+            _same_bits(out, y)
+            inplace = x.copy(order="F")
+            assert forward(inplace, out=inplace) is inplace
+            _same_bits(inplace, y)
+        # an out= of another order or a strided input with out=: the Python path, same bits
+        out = np.full(x.shape, 7.0, dtype, order="C" if x.flags.f_contiguous else "F")
+        if not (out.flags.c_contiguous and x.flags.c_contiguous):
+            assert fastpath.forward(slot, x, out) is None, what
+        assert forward(x, out=out) is out
+        _same_bits(out, y)
+    # rows run along the last axis of C-contiguous arrays only
+    grid = np.linspace(-3, 3, 48, dtype=dtype).reshape(6, 8)
+    for row_op in ROW_OPS:
+        assert fastpath.forward(_api.FAST_SLOTS[row_op], grid.T) is None
+        _same_bits(getattr(fusedact, row_op)(grid.T), _general_forward(row_op, grid.T))
 
 
 @pytest.mark.parametrize("what, a", _declined(), ids=[w for w, _ in _declined()])
