@@ -74,9 +74,16 @@ typedef void (*fa_maxout_bwd_f64_fn)(const double *g, const double *x, double *g
  * published to another thread. */
 typedef void (*fa_stream_fn)(void *dst, const void *src, int64_t nbytes);
 
+/* float16 (IEEE binary16, as uint16_t bits) to float32 and back, rounded to nearest even,
+ * for the float16 loops (fusedact.c, fa_elementwise_f16). */
+typedef void (*fa_f16_to_f32_fn)(const uint16_t *src, float *dst, int64_t n);
+typedef void (*fa_f32_to_f16_fn)(const float *src, uint16_t *dst, int64_t n);
+
 typedef struct fa_kernels {
     const char *name;
     fa_stream_fn stream;
+    fa_f16_to_f32_fn f16_to_f32;
+    fa_f32_to_f16_fn f32_to_f16;
     fa_ew_f32_fn ew_f32;
     fa_ew_f64_fn ew_f64;
     fa_bias_f32_fn bias_f32;

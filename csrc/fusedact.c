@@ -34,9 +34,10 @@ static int fa_detect_max_level(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("fma"))
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
         return 1;
 #endif
     return 0;
@@ -497,6 +498,58 @@ int fa_elementwise_f64(int op, int mode, const double *a, const double *b, doubl
 {
     return elementwise(1, op, mode, a, b, o1, o2, n, params, threads);
 }
+
+/* ---- float16 ------------------------------------------------------------------------------
+ * float16 data computed in float32 and rounded back (SPEC section 3), in one pass: each block
+ * of FA_F16_BLOCK elements is widened into buffers that stay in L1, run through the float32
+ * kernel and narrowed into the output. Through NumPy's casts, which convert an element at a
+ * time (2.9 ms for 1,048,576 halves to float32 here), float16 sigmoid on 1,048,576 elements
+ * cost 7.8 ms a call against PyTorch's 1.3. 2048 elements a block: the float32 kernel's call
+ * and selection cost about 50 ns, which 512 would have made a fifth of the block's time. The
+ * values are those of the float32 kernel on the widened input, rounded once to float16, as
+ * the Python path computes them. */
+#define FA_F16_BLOCK 2048
+
+typedef struct {
+    int op, mode;
+    const uint16_t *a, *b;
+    uint16_t *o1, *o2;
+    const double *params;
+    const fa_kernels *k;
+} f16_job;
+
+static void f16_range(void *p, int64_t begin, int64_t end)
+{
+    const f16_job *j = p;
+    _Alignas(64) float a[FA_F16_BLOCK], b[FA_F16_BLOCK], y[FA_F16_BLOCK], d[FA_F16_BLOCK];
+    for (int64_t i = begin; i < end; i += FA_F16_BLOCK) {
+        int64_t n = end - i < FA_F16_BLOCK ? end - i : FA_F16_BLOCK;
+        j->k->f16_to_f32(j->a + i, a, n);
+        if (j->b)
+            j->k->f16_to_f32(j->b + i, b, n);
+        /* the outputs are written only after both inputs are read: o1 may be a or b */
+        j->k->ew_f32(j->op, j->mode, a, j->b ? b : NULL, y, j->o2 ? d : NULL, n, j->params);
+        j->k->f32_to_f16(y, j->o1 + i, n);
+        if (j->o2)
+            j->k->f32_to_f16(d, j->o2 + i, n);
+    }
+}
+
+int fa_elementwise_f16(int op, int mode, const uint16_t *a, const uint16_t *b, uint16_t *o1,
+                       uint16_t *o2, int64_t n, const double *params, int threads)
+{
+    if (op < 0 || op >= FA_OP_COUNT || mode < 0 || mode > 2)
+        return -1;
+    f16_job j = {op, mode, a, b, o1, o2, params, kern()};
+    if (n < FA_PARALLEL_MIN || threads <= 1)
+        f16_range(&j, 0, n);
+    else
+        fa_parallel_for(n, elem_grain(n, threads), threads, f16_range, &j);
+    return 0;
+}
+
+void fa_f16_to_f32(const uint16_t *src, float *dst, int64_t n) { kern()->f16_to_f32(src, dst, n); }
+void fa_f32_to_f16(const float *src, uint16_t *dst, int64_t n) { kern()->f32_to_f16(src, dst, n); }
 
 /* ---- row kernels -------------------------------------------------------------------------- */
 

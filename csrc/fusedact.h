@@ -38,6 +38,13 @@ int fa_elementwise_f32(int op, int mode, const float *a, const float *b, float *
                        int64_t n, const double *params, int threads);
 int fa_elementwise_f64(int op, int mode, const double *a, const double *b, double *o1,
                        double *o2, int64_t n, const double *params, int threads);
+/* float16 arrays (IEEE binary16 bits): the float32 kernel on the widened values, each result
+ * rounded to nearest even, in one pass. */
+int fa_elementwise_f16(int op, int mode, const uint16_t *a, const uint16_t *b, uint16_t *o1,
+                       uint16_t *o2, int64_t n, const double *params, int threads);
+/* The conversions those loops use (at the SIMD level in use), for tests and callers. */
+void fa_f16_to_f32(const uint16_t *src, float *dst, int64_t n);
+void fa_f32_to_f16(const float *src, uint16_t *dst, int64_t n);
 
 /* Row ops on a rows x cols array, along each row. kind 0 softmax, 1 log_softmax (x -> y);
  * kind 2 softmax backward, 3 log_softmax backward (g, x = saved y -> y = grad_in). */

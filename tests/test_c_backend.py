@@ -209,3 +209,43 @@ def test_float64_gelu_is_the_same_bits_with_and_without_avx512():
         C.set_simd(before)
     for got, want in zip(best, portable):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("level", ["avx512", "avx2", "baseline"])
+def test_float16_conversions_match_numpy_at_every_simd_level(level):
+    """fa_f16_to_f32 and fa_f32_to_f16 (the float16 loops' conversions: F16C where the level
+    has it, the portable code for tails and the baseline): every half widened exactly, and
+    floats rounded to nearest even as NumPy's astype rounds them, at the midpoints between
+    halves and one float either side, the overflow and underflow boundaries, and random bits."""
+    be = C
+    previous = be.simd()
+    be.set_simd(level)
+    try:
+        ffi, lib = be.ffi, be.lib
+        halves = np.arange(65536, dtype=np.uint16)
+        wide = np.empty(halves.size, np.float32)
+        lib.fa_f16_to_f32(ffi.from_buffer("uint16_t[]", halves),
+                          ffi.from_buffer("float[]", wide, True), halves.size)
+        want = halves.view(np.float16).astype(np.float32)
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(np.isnan(wide), nan)
+        np.testing.assert_array_equal(wide.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+        finite = halves.view(np.float16).astype(np.float64)
+        finite = np.unique(finite[np.isfinite(finite)])
+        mids = ((finite[:-1] + finite[1:]) / 2).astype(np.float32)  # exact in float
+        rng = np.random.default_rng(6)
+        floats = np.concatenate([
+            mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)),
+            rng.integers(0, 2**32, 1_000_000, dtype=np.uint64).astype(np.uint32).view(np.float32),
+            np.float32([65504, 65519.996, 65520, 65536, 1e30, 2**-25, 2**-24, 2**-14, 3e-8,
+                        -0.0, np.inf, -np.inf, np.nan, 1e-45])])
+        narrow = np.empty(floats.size, np.uint16)
+        lib.fa_f32_to_f16(ffi.from_buffer("float[]", floats),
+                          ffi.from_buffer("uint16_t[]", narrow, True), floats.size)
+        with np.errstate(all="ignore"):
+            want16 = floats.astype(np.float16)
+        nan = np.isnan(want16)
+        np.testing.assert_array_equal(np.isnan(narrow.view(np.float16)), nan)
+        np.testing.assert_array_equal(narrow[~nan], want16.view(np.uint16)[~nan])
+    finally:
+        be.set_simd(previous)

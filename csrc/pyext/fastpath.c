@@ -45,6 +45,8 @@ typedef int (*ew_f32_fn)(int op, int mode, const float *a, const float *b, float
                          float *o2, int64_t n, const double *params, int threads);
 typedef int (*ew_f64_fn)(int op, int mode, const double *a, const double *b, double *o1,
                          double *o2, int64_t n, const double *params, int threads);
+typedef int (*ew_f16_fn)(int op, int mode, const uint16_t *a, const uint16_t *b, uint16_t *o1,
+                         uint16_t *o2, int64_t n, const double *params, int threads);
 
 typedef int (*rows_f32_fn)(int kind, const float *x, const float *g, float *y, int64_t rows,
                            int64_t cols, int threads);
@@ -100,6 +102,7 @@ typedef struct {
 static slot_t slots[SLOT_COUNT];
 static ew_f32_fn ew_f32;
 static ew_f64_fn ew_f64;
+static ew_f16_fn ew_f16; /* NULL: float16 calls go the Python way */
 static rows_f32_fn rows_f32;
 static rows_f64_fn rows_f64;
 static struct {
@@ -120,12 +123,13 @@ static long suspended;          /* open use_backend() blocks */
 
 static PyObject *bind(PyObject *self, PyObject *args)
 {
-    unsigned long long f32, f64;
+    unsigned long long f32, f64, f16 = 0;
     Py_ssize_t min_aligned;
-    if (!PyArg_ParseTuple(args, "KKn:bind", &f32, &f64, &min_aligned))
+    if (!PyArg_ParseTuple(args, "KKn|K:bind", &f32, &f64, &min_aligned, &f16))
         return NULL;
     ew_f32 = (ew_f32_fn)(uintptr_t)f32;
     ew_f64 = (ew_f64_fn)(uintptr_t)f64;
+    ew_f16 = (ew_f16_fn)(uintptr_t)f16;
     align_min = min_aligned;
     Py_RETURN_NONE;
 }
@@ -601,6 +605,9 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
         params = block;
     }
     int type = float_type(a);
+    if (type < 0 && PyArray_CheckExact(a) && PyArray_TYPE((PyArrayObject *)a) == NPY_HALF &&
+        ew_f16 && slots[slot].kind == SLOT_ELEMENTWISE)
+        type = NPY_HALF; /* computed in float32 by the kernels (fa_elementwise_f16) */
     if (type < 0)
         Py_RETURN_NONE;
     int lay = layout(a, type), lay_b = b ? layout(b, type) : lay;
@@ -672,6 +679,9 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
     Py_BEGIN_ALLOW_THREADS
     if (type == NPY_FLOAT)
         rc = ew_f32(op, mode, PyArray_DATA(in), saved ? PyArray_DATA(saved) : NULL,
+                    PyArray_DATA(out), o2, n, params, nthreads);
+    else if (type == NPY_HALF)
+        rc = ew_f16(op, mode, PyArray_DATA(in), saved ? PyArray_DATA(saved) : NULL,
                     PyArray_DATA(out), o2, n, params, nthreads);
     else
         rc = ew_f64(op, mode, PyArray_DATA(in), saved ? PyArray_DATA(saved) : NULL,
@@ -1029,8 +1039,8 @@ static PyObject *maxout_backward(PyObject *self, PyObject *const *args, Py_ssize
 
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS,
-     "bind(f32_address, f64_address, align_min): the kernels' entry points, and the size "
-     "from which outputs are aligned as their inputs"},
+     "bind(f32_address, f64_address, align_min, f16_address=0): the kernels' entry points, "
+     "and the size from which outputs are aligned as their inputs"},
     {"set_threads", set_threads, METH_O, "set_threads(n): the most threads a call may use"},
     {"bind_slot", bind_slot, METH_VARARGS,
      "bind_slot(slot, op, params_address, nparams=0, param_op=-1, unit_op=-1, nonzero=0): "

@@ -103,7 +103,7 @@ class CBackend(_layout.FlatElementwise, Backend):
 
             # Outputs from _api._ALIGN_MIN elements up are placed as _api._empty_like does.
             fastpath.bind(address("fa_elementwise_f32"), address("fa_elementwise_f64"),
-                          _api._ALIGN_MIN)
+                          _api._ALIGN_MIN, address("fa_elementwise_f16"))
             fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"))
             fastpath.bind_fused(*(address(f"fa_{name}_{t}")
                                   for name in ("bias_act", "bias_act_backward", "softmax_xent",
