@@ -19,7 +19,7 @@ workers another left behind), then checks:
   elementwise op forward and backward called as a user calls it (no backend=, so `auto`),
   against PyTorch's function called directly: at n = 1024 no slower than PyTorch; then the
   same for calls that give parameters (`leaky_relu(x, negative_slope=0.2)`, gelu's tanh form,
-  bias_act with them: GIVEN_PARAMETERS).
+  bias_act with them: GIVEN_PARAMETERS), and for transposed, strided and float16 arrays.
 
 It prints one Markdown table (a row per case, a verdict per backend) and a summary.
 """
@@ -289,6 +289,35 @@ def _per_call_given_parameters(args, torch):
     print()
     print(f"per call with parameters given: fusedact no slower than torch in {ok}/{len(ratios)} "
           f"cases; worst `{worst[0]}` at {worst[1]:.2f}x")
+    _per_call_layouts(args, torch)
+
+
+def _per_call_layouts(args, torch):
+    """Microseconds per call of sigmoid and its backward on 1,024 elements in the layouts and
+    dtype the tables above leave out: a transposed 32 x 32 float32 array, every second
+    element of 2,048, and float16; PyTorch on the same layout."""
+    rng = np.random.default_rng(0)
+    square = rng.standard_normal((32, 32)).astype(np.float32)
+    wide = rng.standard_normal(2048).astype(np.float32)
+    half = rng.standard_normal(1024).astype(np.float16)
+    cases = [("transposed 32 x 32 float32", square.T, torch.from_numpy(square).T),
+             ("float32 at a stride of 2", wide[::2], torch.from_numpy(wide)[::2]),
+             ("float16", half, torch.from_numpy(half))]
+    print()
+    print("Per call in other layouts, 1,024 elements, 1 thread (PyTorch on the same layout):")
+    print()
+    print("| array | call | fusedact µs | torch µs | torch / fusedact |")
+    print("|---|---|---|---|---|")
+    for label, a, t in cases:
+        for call, ours, theirs in (
+                ("sigmoid", lambda: fusedact.sigmoid(a), lambda: torch.sigmoid(t)),
+                ("sigmoid_backward", lambda: fusedact.sigmoid_backward(a, a),
+                 lambda: torch.ops.aten.sigmoid_backward(t, t))):
+            times = _median_times({"fusedact": ours, "torch": theirs}, args.min_time,
+                                  args.repeats)
+            print(f"| {label} | {call} | {times['fusedact'] * 1e6:.2f} | "
+                  f"{times['torch'] * 1e6:.2f} | {times['torch'] / times['fusedact']:.2f} |",
+                  flush=True)
 
 
 if __name__ == "__main__":
