@@ -1,6 +1,6 @@
 /* The kernels compiled for AVX2 + FMA (and F16C, which every CPU with AVX2 has: Haswell, Zen 1
- * and later), chosen at load when the CPU has all three. The pragma, not a command-line flag, sets the target, so the rest of the extension
- * stays baseline and runs anywhere. */
+ * and later), chosen at load when the CPU has all three. The pragma, not a command-line flag,
+ * sets the target, so the rest of the extension stays baseline and runs anywhere. */
 #include "fa_internal.h"
 #if defined(FA_X86_DISPATCH)
 #if defined(__clang__)

@@ -483,6 +483,7 @@ def test_given_parameters_take_the_entry_and_match_the_general_path(name, dtype)
     spec = OPS[name]
     forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
     slot = _api.FAST_SLOTS[name]
+    forward(np.ones(4, dtype))  # the dispatcher chooses c for the op
     rng = np.random.default_rng(13)
     for params in _given_values(name):
         for shape in [(1,), (7,), (33,), (3, 5), (LIMIT + 9,)]:
@@ -520,6 +521,7 @@ def test_given_parameters_choose_the_kernel_the_python_layers_choose():
     np.testing.assert_allclose(fusedact.swish(x, 1.5), x / (1 + np.exp(-1.5 * x)), rtol=1e-6)
     np.testing.assert_allclose(fusedact.hardtanh(x, 0, 6), np.clip(x, 0, 6))
     # gelu's tanh form through its own slot, bit for bit the Python path's
+    fusedact.gelu(x)  # the dispatcher chooses c for gelu, which binds both its slots
     slot = _api.FAST_SLOTS["gelu:tanh"]
     assert fastpath.forward(slot, x) is not None
     for dtype in (np.float32, np.float64):
@@ -868,6 +870,7 @@ def test_bias_act_calls_that_give_parameters_take_the_entry(act, dtype):
         dict(zip(OPS[act].param_names, values)) for values in _given_values(act)]
     if len(OPS[act].params) == 2:  # one of the two given, the other left at its default
         choices += [{OPS[act].param_names[1]: 3.0}, {OPS[act].param_names[0]: 0.5}]
+    fusedact.bias_act(np.ones((2, 3), dtype), np.ones(3, dtype), act)  # c chosen for bias_act
     for params in choices:
         for shape in [(1,), (3, 5), (2, 3, 17), (LIMIT // 64 + 3, 64)]:
             x, bias, g = _bias_inputs(act, dtype, shape, seed=len(shape))

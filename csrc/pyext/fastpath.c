@@ -619,11 +619,11 @@ static PyObject *run(PyObject *slot_obj, int mode, PyObject *a, PyObject *b, PyO
         Py_RETURN_NONE; /* the Python path says what is wrong */
     PyArrayObject *out, *in; /* in: what the kernel reads as a (x, or its copy) */
     if (lay == LAYOUT_STRIDED || lay_b != lay) {
-        /* a strided view (x.T of a 3-D array, x[::2]) or inputs in two orders: the result
-         * is a C-contiguous copy of the first input, computed in place (every kernel takes
-         * o1 == a), the saved array copied too unless it is C-contiguous, as the Python path
-         * copies them. 1,024 float32 elements of a stride of two, sigmoid: 13.1 us a call
-         * through the Python layers, PyTorch 9.7. */
+        /* a strided view (x[::2], a swapaxes view of a 3-D array) or inputs in two orders:
+         * the result is a C-contiguous copy of the first input, computed in place (every
+         * kernel takes o1 == a), the saved array copied too unless it is C-contiguous, as the
+         * Python path copies them. 1,024 float32 elements of a stride of two, sigmoid: 13.1
+         * us a call through the Python layers, PyTorch 9.7. */
         if (out_obj != Py_None)
             Py_RETURN_NONE;
         if (!(out = (PyArrayObject *)PyArray_NewCopy(x, NPY_CORDER)))
@@ -774,6 +774,19 @@ static int bias_fits(PyObject *bias, PyArrayObject *x, int type)
            PyArray_DIM((PyArrayObject *)bias, 0) == PyArray_DIM(x, PyArray_NDIM(x) - 1);
 }
 
+/* The activation and parameter block of a bias slot's call: the slot's own, or those of the
+ * values given from args[4] on (given_params). 0: the Python way takes the call. */
+static int bias_call_params(const slot_t *s, PyObject *const *args, Py_ssize_t nargs,
+                            double block[BLOCK_DOUBLES], int *act, const double **params)
+{
+    *act = s->act;
+    *params = s->params;
+    if (nargs <= 4)
+        return 1;
+    *params = block;
+    return given_params(s, args + 4, nargs - 4, block, act);
+}
+
 /* bias_forward(slot, x, bias, out=None, *params): act(x + bias), or None. out may be x itself (the
  * kernel reads each element before writing it) but nothing else of x or bias: every row
  * reads the whole bias. */
@@ -785,13 +798,10 @@ static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t 
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     double block[BLOCK_DOUBLES] = {0.0};
-    int act = s->act;
-    const double *params = s->params;
-    if (nargs > 4) {
-        if (!given_params(s, args + 4, nargs - 4, block, &act))
-            Py_RETURN_NONE;
-        params = block;
-    }
+    int act;
+    const double *params;
+    if (!bias_call_params(s, args, nargs, block, &act, &params))
+        Py_RETURN_NONE;
     int type = float_type(args[1]);
     if (type < 0 || !plain(args[1], type) || !bias_fits(args[2], (PyArrayObject *)args[1], type))
         Py_RETURN_NONE;
@@ -837,13 +847,10 @@ static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t
     if (open <= 0)
         return open < 0 ? NULL : Py_NewRef(Py_None);
     double block[BLOCK_DOUBLES] = {0.0};
-    int act = s->act;
-    const double *params = s->params;
-    if (nargs > 4) {
-        if (!given_params(s, args + 4, nargs - 4, block, &act))
-            Py_RETURN_NONE;
-        params = block;
-    }
+    int act;
+    const double *params;
+    if (!bias_call_params(s, args, nargs, block, &act, &params))
+        Py_RETURN_NONE;
     int type = float_type(args[2]);
     if (type < 0 || !plain(args[1], type) || !plain(args[2], type) ||
         !PyArray_SAMESHAPE((PyArrayObject *)args[1], (PyArrayObject *)args[2]) ||

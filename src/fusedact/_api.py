@@ -971,7 +971,8 @@ def _build_axis(spec, ns):
 # directly), backend=None or "c". bias_act has a slot per activation (and per other choice of
 # gelu's approximate); parameters given go to the entry in catalogue order (_bias_given).
 _FUSED_FAST = {
-    "bias_act": ("    if (backend is None or backend is _C) and (type(act) is str or act is None):\n"
+    "bias_act": ("    if ((backend is None or backend is _C)\n"
+                 "            and (type(act) is str or act is None)):\n"
                  "        slot, given = (_BIAS_SLOTS.get(act), ()) if not params else "
                  "_bias_given(act, params)\n"
                  "        if slot is not None:\n"
