@@ -22,7 +22,7 @@ int fa_abi_version(void);
 /* CPU features found at load, e.g. "sse2 avx2 fma avx512f avx512dq avx512bw". */
 const char *fa_cpu_features(void);
 
-/* SIMD levels: 0 baseline (SSE2 on x86-64), 1 AVX2+FMA, 2 AVX-512. */
+/* SIMD levels: 0 baseline (SSE2 on x86-64), 1 AVX2+FMA+F16C, 2 AVX-512 (F/DQ/VL/BW, F16C). */
 int fa_simd_level(void);             /* the level in use */
 int fa_simd_max_level(void);         /* the best this CPU and build support */
 int fa_simd_set_level(int level);    /* use min(level, max); returns the level now in use */
