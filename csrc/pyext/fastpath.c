@@ -774,11 +774,17 @@ static int bias_fits(PyObject *bias, PyArrayObject *x, int type)
            PyArray_DIM((PyArrayObject *)bias, 0) == PyArray_DIM(x, PyArray_NDIM(x) - 1);
 }
 
-/* The activation and parameter block of a bias slot's call: the slot's own, or those of the
- * values given from args[4] on (given_params). 0: the Python way takes the call. */
-static int bias_call_params(const slot_t *s, PyObject *const *args, Py_ssize_t nargs,
-                            double block[BLOCK_DOUBLES], int *act, const double **params)
+/* The prologue of the two bias entries: fused_slot's (lo..4 + MAX_GIVEN arguments, a bias
+ * slot), then the activation and parameter block of the call: the slot's own, or those of
+ * the values given from args[4] on (given_params, into block). 1: go on; 0: the Python way;
+ * -1: an error is set. */
+static int bias_slot(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t lo, const char *usage,
+                     double block[BLOCK_DOUBLES], int *act, const double **params)
 {
+    const slot_t *s;
+    int open = fused_slot(args, nargs, lo, 4 + MAX_GIVEN, usage, SLOT_BIAS, &s);
+    if (open <= 0)
+        return open;
     *act = s->act;
     *params = s->params;
     if (nargs <= 4)
@@ -792,16 +798,13 @@ static int bias_call_params(const slot_t *s, PyObject *const *args, Py_ssize_t n
  * reads the whole bias. */
 static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    const slot_t *s;
-    int open = fused_slot(args, nargs, 3, 4 + MAX_GIVEN,
-                          "bias_forward(slot, x, bias, out=None, *params)", SLOT_BIAS, &s);
-    if (open <= 0)
-        return open < 0 ? NULL : Py_NewRef(Py_None);
     double block[BLOCK_DOUBLES] = {0.0};
     int act;
     const double *params;
-    if (!bias_call_params(s, args, nargs, block, &act, &params))
-        Py_RETURN_NONE;
+    int open = bias_slot(args, nargs, 3, "bias_forward(slot, x, bias, out=None, *params)",
+                         block, &act, &params);
+    if (open <= 0)
+        return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[1]);
     if (type < 0 || !plain(args[1], type) || !bias_fits(args[2], (PyArrayObject *)args[1], type))
         Py_RETURN_NONE;
@@ -838,19 +841,16 @@ static PyObject *bias_forward(PyObject *self, PyObject *const *args, Py_ssize_t 
     return (PyObject *)out;
 }
 
-/* bias_backward(slot, grad_out, x, bias): (grad_x, grad_bias), or None. */
+/* bias_backward(slot, grad_out, x, bias, *params): (grad_x, grad_bias), or None. */
 static PyObject *bias_backward(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    const slot_t *s;
-    int open = fused_slot(args, nargs, 4, 4 + MAX_GIVEN,
-                          "bias_backward(slot, grad_out, x, bias, *params)", SLOT_BIAS, &s);
-    if (open <= 0)
-        return open < 0 ? NULL : Py_NewRef(Py_None);
     double block[BLOCK_DOUBLES] = {0.0};
     int act;
     const double *params;
-    if (!bias_call_params(s, args, nargs, block, &act, &params))
-        Py_RETURN_NONE;
+    int open = bias_slot(args, nargs, 4, "bias_backward(slot, grad_out, x, bias, *params)",
+                         block, &act, &params);
+    if (open <= 0)
+        return open < 0 ? NULL : Py_NewRef(Py_None);
     int type = float_type(args[2]);
     if (type < 0 || !plain(args[1], type) || !plain(args[2], type) ||
         !PyArray_SAMESHAPE((PyArrayObject *)args[1], (PyArrayObject *)args[2]) ||
