@@ -207,23 +207,26 @@ def test_scalef_is_one_rounding_of_a_times_2_to_the_k(dtype):
             np.testing.assert_array_equal(np.signbit(out), np.signbit(want))
 
 
-@pytest.mark.parametrize("f32", [True, False], ids=["float32", "float64"])
-def test_gelu_loops_read_their_tables_by_permutes(f32, monkeypatch):
-    """On an AVX-512 target the serial and parallel gelu loops pick R(a)'s coefficients with
-    permutes (vpermd / vpermt2pd) inlined into the loop: no gather, and no call to a vector
-    version left in the compiled code (the one mistake that still gives right answers, at
-    1.4x the time of the gathers)."""
+@pytest.mark.parametrize("op,f32", [("gelu", True), ("gelu", False), ("tanh", True)],
+                         ids=["gelu-float32", "gelu-float64", "tanh-float32"])
+def test_piece_table_loops_read_their_tables_by_permutes(op, f32, monkeypatch):
+    """On an AVX-512 target the serial and parallel loops of gelu (R(a)'s pieces) and float32
+    tanh pick their coefficients with permutes (vpermd / vpermt2pd) inlined into the loop: no
+    gather, and no call to a vector version left in the compiled code (the one mistake that
+    still gives right answers, at 1.4x the time of the gathers)."""
     from fusedact.backends import _numba_simd, numba_backend
 
     if not _numba_simd.available():
         pytest.skip("the permutes need an AVX-512 target and LLVM >= 22 (_numba_simd.available)")
     dtype = np.float32 if f32 else np.float64
-    loops = numba_backend._loops_for("gelu", f32)  # first: the module the backend itself uses
-    # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show
+    numba_backend._loops_for(op, f32)  # first: the module the backend itself uses
+    # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show;
+    # built as the backend builds it (an op missing from _SIMD_KERNELS gets no permutes)
     monkeypatch.setattr(numba_backend, "_cache_usable", lambda: False)
-    serial, parallel = numba_backend._jit_pair(NUMBA.numba, loops.forward, simd=True)
-    x = np.linspace(-13.5, 20, 70_001).astype(dtype)  # below, c and numba give -0 (SPEC 5)
-    want = fusedact.gelu(x, backend="numpy")
+    serial, parallel = numba_backend._build_elementwise(NUMBA.numba, op, f32)[0]
+    # gelu: below -13.5, c and numba give -0 (SPEC 5)
+    x = np.linspace(-13.5 if op == "gelu" else -12.0, 20, 70_001).astype(dtype)
+    want = getattr(fusedact, op)(x, backend="numpy")
     for loop in (serial, parallel):
         out = np.empty_like(x)
         loop(x, out, 0.0, 0.0, 0.0)
@@ -271,6 +274,29 @@ def test_gelu_has_the_c_backends_bits(dtype):
     bias = rng.standard_normal(96).astype(dtype)
     np.testing.assert_array_equal(fusedact.bias_act(rows, bias, "gelu", backend="numba"),
                                   fusedact.bias_act(rows, bias, "gelu", backend="c"))
+
+
+def test_float32_tanh_has_the_c_avx512_bits():
+    """On AVX-512 targets numba's float32 tanh reads C's table of pieces (fa512_tanh) with the
+    same Horner steps: the c backend's bits, forward and derivative=True, specials, subnormals
+    and tails included."""
+    if "c" not in fusedact.available_backends():
+        pytest.skip("the c backend is not built")
+    from fusedact.backends import _numba_simd
+
+    c_level = fusedact._dispatch._load("c")[0].describe()["simd"].split()[0]
+    if not (_numba_simd.available() and c_level == "avx512"):
+        pytest.skip(f"checked where both run AVX-512 code (c: {c_level})")
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.standard_normal(30_000) * 4, np.linspace(-12, 12, 30_001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 9.5, -9.5, 9.011, 0.25, 15.0,
+                         1e-40, -1e-40, -1e-45, 3e38, -3e38]]).astype(np.float32)
+    for n in (x.size, 1, 9, 17, 33):
+        np.testing.assert_array_equal(fusedact.tanh(x[:n], backend="numba"),
+                                      fusedact.tanh(x[:n], backend="c"), err_msg=f"n={n}")
+        for got, want in zip(fusedact.tanh(x[:n], derivative=True, backend="numba"),
+                             fusedact.tanh(x[:n], derivative=True, backend="c")):
+            np.testing.assert_array_equal(got, want, err_msg=f"derivative n={n}")
 
 
 @pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),

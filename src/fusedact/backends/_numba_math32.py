@@ -11,7 +11,8 @@ swish and mish follow the C float path's own mix of float and double; swish and 
 take p3 = beta - float32(beta), the rounding residual the C kernels carry in P[3]. gelu
 follows the C AVX-512 float loop on AVX-512 targets (R(a) on 16 pieces, read by permutes)
 and the C float path elsewhere (its exponential in float, its rational function in double).
-gelu's tanh form follows the C AVX-512 float loop (2u as a float pair, silu's quotient).
+gelu's tanh form follows the C AVX-512 float loop (2u as a float pair, silu's quotient), and
+tanh, there, its table of pieces.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .._catalogue import SELU_ALPHA, SELU_SCALE
-from .._coeffs import EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, GELU_PIECES_F32, LOG1P_P_F32
+from .._coeffs import (EXP_F32_POLY, GELU_AMAX, GELU_DEN, GELU_NUM, GELU_PIECES_F32, LOG1P_P_F32,
+                       TANH_AMAX_F32, TANH_PIECES_F32)
 from . import _numba_math
 from ._numba_simd import available as simd_available, scalef, table_reader
 # Type-generic (no constants inside), so the float64 module's serve float32 as they are.
@@ -232,7 +234,7 @@ def sigmoid_der(y, p0, p1, p3):
 
 
 @jit
-def tanh_fwd(x, p0, p1, p3):
+def tanh_fwd_portable(x, p0, p1, p3):
     return tanh(x)
 
 
@@ -599,22 +601,35 @@ GELU_PIECE_A32 = F(13.5)
 U4X127 = np.uint32(4 * 127)
 U21 = np.uint32(21)
 INV_SQRT_2PI32 = F(0.398942280)  # the C loop's constant, rounded as it is there
-# row 0: each piece's t; rows 1..: R's coefficients from degree 0 up
-_ns32 = {f"_gelu32_row{j}": table_reader(f"gelu_f32_row{j}", row, np.float32)
-         for j, row in enumerate(GELU_PIECES_F32)}
-_last32 = len(GELU_PIECES_F32) - 1
-_lines32 = ["u = a - _gelu32_row0(i)", f"r = _gelu32_row{_last32}(i)"]
-_lines32 += [f"r = r * u + _gelu32_row{j}(i)" for j in range(_last32 - 1, 0, -1)]
-# straight-line code, as _numba_math's float64 gelu
-exec("def _gelu_r32(a, i):\n    " + "\n    ".join(_lines32 + ["return r"]), _ns32)  # noqa: S102
-_gelu_r32 = jit(_ns32["_gelu_r32"])
+
+
+def piece_polynomial(name, rows):
+    """A jitted p(a, i): the polynomial of piece i at a, from a table of gen_coeffs' layout (row
+    0: each piece's t; rows 1..: the coefficients from degree 0 up), each row read by a
+    permute, Horner's steps in straight-line code (as _numba_math's float64 gelu)."""
+    ns = {f"_row{j}": table_reader(f"{name}_row{j}", row, np.float32)
+          for j, row in enumerate(rows)}
+    last = len(rows) - 1
+    lines = ["u = a - _row0(i)", f"r = _row{last}(i)"]
+    lines += [f"r = r * u + _row{j}(i)" for j in range(last - 1, 0, -1)]
+    exec("def poly(a, i):\n    " + "\n    ".join(lines + ["return r"]), ns)  # noqa: S102
+    return jit(ns["poly"])
+
+
+@jit
+def quarter_octave(a):
+    """C's fa512_quarter_octave: the piece of a >= 0, four per octave of a + 1 (NaN: garbage,
+    read modulo 16; u = a - t carries the NaN)."""
+    return (_bits(a + ONE) >> U21) - U4X127
+
+
+_gelu_r32 = piece_polynomial("gelu_f32", GELU_PIECES_F32)
 
 
 @jit
 def gelu_piece_parts(a):
     """(R(a), q, s) with e^(-a^2/2) w = ((w q + w) s) 2^-64 for any w; a = min(|x|, 13.5)."""
-    piece = (_bits(a + ONE) >> U21) - U4X127  # NaN: garbage, read modulo 16; u carries NaN
-    big_r = _gelu_r32(a, piece)
+    big_r = _gelu_r32(a, quarter_octave(a))
     ha = HALF * a
     hz = ha * a
     lz = _fma(ha, a, -hz)  # a^2/2 = hz + lz exactly
@@ -656,6 +671,22 @@ if simd_available():
     gelu_fwd, gelu_der = gelu_fwd_pieces, gelu_der_pieces
 else:
     gelu_fwd, gelu_der = gelu_fwd_rational, gelu_der_rational
+
+
+# ---- tanh on AVX-512 targets: C's fa512_tanh, tanh(a) itself a degree-6 polynomial on 14
+# pieces of [0, 9.5] (no division; 1.10 ULP over every float32), the same bits. Elsewhere the
+# exp-based form above, as C's portable float loop ----
+TANH_A32 = F(TANH_AMAX_F32)
+_tanh_t32 = piece_polynomial("tanh_f32", TANH_PIECES_F32)
+
+
+@jit
+def tanh_fwd_pieces(x, p0, p1, p3):
+    a = fmin(abs(x), TANH_A32)  # NaN stays NaN
+    return math.copysign(_tanh_t32(a, quarter_octave(a)), x)
+
+
+tanh_fwd = tanh_fwd_pieces if simd_available() else tanh_fwd_portable
 
 
 # ---- gelu, tanh form: the C kernels' AVX-512 float loop (fa512_gelu_tanh), float only: 2u as
