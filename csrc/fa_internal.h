@@ -53,6 +53,14 @@ typedef void (*fa_rows_f32_fn)(int kind, const float *x, const float *g, float *
                                int64_t rows, int64_t cols);
 typedef void (*fa_rows_f64_fn)(int kind, const double *x, const double *g, double *y,
                                int64_t rows, int64_t cols);
+/* The same four kinds down the columns of a block (fa_loops.inc, M(cols)): n rows of
+ * `width` elements at a row stride of `stride`, width at most FA_COLS_BLOCK (the kernels'
+ * scratch: five arrays of that many on the stack). */
+#define FA_COLS_BLOCK 256
+typedef void (*fa_cols_f32_fn)(int kind, const float *x, const float *g, float *y, int64_t n,
+                               int64_t stride, int64_t width);
+typedef void (*fa_cols_f64_fn)(int kind, const double *x, const double *g, double *y,
+                               int64_t n, int64_t stride, int64_t width);
 typedef void (*fa_xent_f32_fn)(const float *z, const int64_t *labels, int64_t ignore,
                                float *loss, float *grad, int64_t rows, int64_t cols);
 typedef void (*fa_xent_f64_fn)(const double *z, const int64_t *labels, int64_t ignore,
@@ -92,6 +100,8 @@ typedef struct fa_kernels {
     fa_bias_bwd_f64_fn bias_bwd_f64;
     fa_rows_f32_fn rows_f32;
     fa_rows_f64_fn rows_f64;
+    fa_cols_f32_fn cols_f32;
+    fa_cols_f64_fn cols_f64;
     fa_xent_f32_fn xent_f32;
     fa_xent_f64_fn xent_f64;
     fa_maxout_f32_fn maxout_f32;

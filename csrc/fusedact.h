@@ -53,6 +53,13 @@ int fa_rows_f32(int kind, const float *x, const float *g, float *y, int64_t rows
 int fa_rows_f64(int kind, const double *x, const double *g, double *y, int64_t rows,
                 int64_t cols, int threads);
 
+/* The same four kinds along the middle axis of a C-contiguous (outer, n, inner) array, without
+ * moving that axis last (g, as above, only for the backward kinds). */
+int fa_axis_f32(int kind, const float *x, const float *g, float *y, int64_t outer, int64_t n,
+                int64_t inner, int threads);
+int fa_axis_f64(int kind, const double *x, const double *g, double *y, int64_t outer,
+                int64_t n, int64_t inner, int threads);
+
 /* Fused cross-entropy over rows of logits z: loss per row and grad = softmax - onehot; rows
  * whose label equals ignore get loss 0 and a zero gradient. Labels must be in [0, cols). */
 int fa_softmax_xent_f32(const float *z, const int64_t *labels, int64_t ignore, float *loss,

@@ -8,6 +8,7 @@ from scipy import special
 
 import fusedact
 import reference as ref
+from cases import HOST_BACKENDS, SIMD_VARIANTS, variant_backend
 
 SHAPES_AXES = [((7,), -1), ((5, 33), -1), ((5, 33), 0), ((3, 4, 17), 1), ((2, 1, 9), -1),
                ((4, 1024), -1), ((1, 1), 0)]
@@ -123,6 +124,109 @@ def test_softmax_backward_matches_finite_differences(name, shape, axis, backend)
     else:
         want = g - np.exp(y) * np.sum(g, axis=axis, keepdims=True)
     np.testing.assert_allclose(grad_in, want, rtol=1e-12, atol=1e-14)
+
+
+# Middle axes, which the c backend reduces in place in memory (fa_axis: blocks of columns,
+# their width chosen from n; 16 to 256 columns): inner sizes 1..33 and past a block, partial
+# last blocks, n = 1, and Fortran order.
+MIDDLE_AXES = [((33, 17), 0), ((2, 300, 40), 1), ((3, 7, 600), 1), ((2000, 24), 0),
+               ((1, 3, 1), 1), ((4, 1, 5), 1), ((2, 5, 3, 7), 1), ((2, 5, 3, 7), 2)]
+
+
+@pytest.fixture(params=HOST_BACKENDS + SIMD_VARIANTS)
+def host_variant(request):
+    with variant_backend(request.param) as name:
+        yield name
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("shape,axis", MIDDLE_AXES)
+def test_softmax_family_along_middle_axes(shape, axis, dtype, order, host_variant):
+    """Forward and backward along a middle axis against float64 truth (3 ULP forward, as the
+    rows) and against the same backend on the axis moved last, every inner size up to 33 and
+    blocks of columns crossed."""
+    backend = host_variant
+    x = np.asarray(_logits(shape, dtype, seed=4), order=order)
+    g = np.asarray(np.random.default_rng(5).standard_normal(shape).astype(dtype), order=order)
+    before = x.copy()
+    y = fusedact.softmax(x, axis=axis, backend=backend)
+    ly = fusedact.log_softmax(x, axis=axis, backend=backend)
+    np.testing.assert_array_equal(x, before)
+    xw = x.astype(np.float64)
+    if dtype == np.float32:
+        assert ref.ulp_error(y, special.softmax(xw, axis=axis), dtype).max() <= 3.0
+    moved = np.ascontiguousarray(np.moveaxis(x, axis, -1))
+    rows = np.moveaxis(fusedact.softmax(moved, backend=backend), -1, axis)
+    np.testing.assert_allclose(y, rows, rtol=2 * np.finfo(dtype).eps, atol=0)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(ly, special.log_softmax(xw, axis=axis), rtol=4 * eps,
+                               atol=4 * eps * np.abs(xw).max())
+    for name, saved in (("softmax", y), ("log_softmax", ly)):
+        got = getattr(fusedact, f"{name}_backward")(g, saved, axis=axis, backend=backend)
+        sw, gw = saved.astype(np.float64), g.astype(np.float64)
+        if name == "softmax":
+            want = sw * (gw - np.sum(gw * sw, axis=axis, keepdims=True))
+        else:
+            want = gw - np.exp(sw) * np.sum(gw, axis=axis, keepdims=True)
+        # the column sums are rounded in the array's type, as the rows' are: their error,
+        # up to n eps times the sum of magnitudes, reaches every entry through y or e^y
+        terms = np.abs(gw * sw) if name == "softmax" else np.abs(gw)
+        bound = shape[axis] * eps * terms.sum(axis=axis, keepdims=True)
+        bound = bound * (np.abs(sw) if name == "softmax" else np.exp(sw))
+        err = np.abs(got.astype(np.float64) - want)
+        assert (err <= 4 * eps * np.abs(want) + bound).all(), (name, err.max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_middle_axis_special_columns(dtype, host_variant):
+    """Special values give what they give along a row: a NaN makes its column NaN and only
+    its column, as do a column of -inf and a +inf (inf - inf in the sum); a -inf entry
+    gives 0."""
+    backend = host_variant
+    x = _logits((6, 9), dtype, seed=6)
+    x[2, 1] = np.nan
+    x[:, 3] = -np.inf
+    x[4, 5] = np.inf
+    x[0, 6] = x[3, 6] = np.inf
+    x[1, 7] = -np.inf
+    y = fusedact.softmax(x, axis=0, backend=backend)
+    rows = fusedact.softmax(np.ascontiguousarray(x.T), backend=backend).T
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(rows))
+    np.testing.assert_allclose(y, rows, rtol=2 * np.finfo(dtype).eps, atol=0)
+    assert np.isnan(y[:, [1, 3, 5, 6]]).all()
+    assert y[1, 7] == 0 and np.isfinite(y[:, [0, 2, 4, 7, 8]]).all()
+    np.testing.assert_allclose(y[:, [0, 2, 4, 7, 8]].sum(axis=0), 1, rtol=4 * np.finfo(dtype).eps)
+    ly = fusedact.log_softmax(x, axis=0, backend=backend)
+    np.testing.assert_array_equal(np.isnan(ly), np.isnan(y))
+    assert ly[1, 7] == -np.inf
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_middle_axis_threads_and_in_place(name, host_variant):
+    """Past the parallel threshold, 1-3 threads give the same bits; out= the input itself and
+    out= grad_out in the backward give the out-of-place result."""
+    backend = host_variant
+    x = _logits((4, 300, 120), np.float32, seed=7)
+    g = np.random.default_rng(8).standard_normal(x.shape).astype(np.float32)
+    f, fb = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    results = []
+    for threads in (1, 2, 3):
+        fusedact.set_num_threads(threads)
+        try:
+            y = f(x, axis=1, backend=backend)
+            results.append((y, fb(g, y, axis=1, backend=backend)))
+        finally:
+            fusedact.set_num_threads(fusedact._threads._from_env())
+    for y, gx in results[1:]:
+        np.testing.assert_array_equal(y, results[0][0])
+        np.testing.assert_array_equal(gx, results[0][1])
+    inplace = x.copy()
+    assert f(inplace, axis=1, out=inplace, backend=backend) is inplace
+    np.testing.assert_array_equal(inplace, results[0][0])
+    g2 = g.copy()
+    assert fb(g2, results[0][0], axis=1, out=g2, backend=backend) is g2
+    np.testing.assert_array_equal(g2, results[0][1])
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

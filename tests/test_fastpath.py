@@ -279,17 +279,51 @@ def test_outs_the_entry_declines_keep_their_meaning(name, dtype):
         _same_bits(np.asarray(out).view(np.ndarray).copy(), want)
 
 
-def test_row_calls_on_another_axis_or_mismatched_go_the_python_way():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ROW_OPS)
+def test_row_calls_along_any_int_axis_take_the_entry(name, dtype):
+    """An exact int axis, the last or another (fa_axis: an (outer, n, inner) array, or rows
+    where inner is 1), gives the general path's bits, forward and backward, out= included."""
+    forward, backward = getattr(fusedact, name), getattr(fusedact, f"{name}_backward")
+    slot = _api.FAST_SLOTS[name]
+    rng = np.random.default_rng(2)
+    forward(np.ones(3, dtype))  # binds the slot
+    for shape in [(6, 8), (3, 5, 7), (4, 3, 1), (2, 1, 6), (300, 40), (9,)]:
+        x = (rng.standard_normal(shape) * 4).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        for axis in range(-x.ndim, x.ndim):
+            want = _api.axis_forward(name, x, axis, None, "c")
+            got = fastpath.forward(slot, x, None, axis)
+            assert got is not None, (shape, axis)
+            _same_bits(got, want)
+            _same_bits(forward(x, axis=axis), want)
+            want_g = _api.axis_backward(name, g, want, axis, None, "c")
+            _same_bits(fastpath.backward(slot, g, want, None, axis), want_g)
+            _same_bits(backward(g, want, axis=axis), want_g)
+            out = np.empty_like(x)
+            assert forward(x, axis=axis, out=out) is out
+            _same_bits(out, want)
+
+
+def test_row_calls_the_entry_declines_go_the_python_way():
     x = np.random.default_rng(1).standard_normal((6, 8))
     y = fusedact.softmax(x)
-    np.testing.assert_allclose(fusedact.softmax(x, axis=0).sum(axis=0), 1.0, rtol=1e-14)
-    np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-14)
     slot = _api.FAST_SLOTS["softmax"]
+    for axis in (np.int64(0), True, 0.0, 2, -3, 2**70):
+        assert fastpath.forward(slot, x, None, axis) is None, axis
+    np.testing.assert_array_equal(fusedact.softmax(x, axis=np.int64(0)),
+                                  fusedact.softmax(x, axis=0))
+    for axis in (2, -3):
+        with pytest.raises(np.exceptions.AxisError):
+            fusedact.softmax(x, axis=axis)
     assert fastpath.backward(slot, np.ones((6, 4)), y) is None
     with pytest.raises(ValueError, match="grad_out has shape"):
         fusedact.softmax_backward(np.ones((6, 4)), y)
     assert fastpath.forward(slot, x.T) is None  # not C-contiguous: the general path
+    assert fastpath.forward(slot, x.T, None, 0) is None
     np.testing.assert_array_equal(fusedact.softmax(x.T), fusedact.softmax(x.T.copy()))
+    np.testing.assert_array_equal(fusedact.softmax(x.T, axis=0),
+                                  fusedact.softmax(x.T.copy(), axis=0))
 
 
 def _declined():
@@ -1096,3 +1130,23 @@ def test_maxout_calls_the_entry_declines_keep_their_meaning():
                _api.axis_backward("maxout", g, x, -1, None, "c", 3))
     with fusedact.use_backend("numpy"):
         assert fastpath.maxout_forward(slot, x, 3) is None
+
+
+def test_without_the_entry_every_call_takes_the_python_path():
+    """Where the extension is not built, _api's stand-ins answer None for every call the
+    generated code makes, parameters and an axis included (they took no parameters before,
+    and `leaky_relu(x, 0.2)` raised a TypeError)."""
+    code = (
+        "import sys; sys.modules['fusedact._fastpath'] = None\n"
+        "import numpy as np, fusedact\n"
+        "assert fusedact._dispatch._fastpath is None\n"
+        "x = np.linspace(-3, 3, 12).reshape(3, 4); b = np.ones(4); g = np.ones((3, 4))\n"
+        "assert np.allclose(fusedact.leaky_relu(x, 0.2), np.where(x > 0, x, 0.2 * x))\n"
+        "fusedact.leaky_relu_backward(g, x, 0.2)\n"
+        "fusedact.gelu(x, approximate='tanh', derivative=True)\n"
+        "fusedact.bias_act(x, b, 'elu', alpha=0.5); fusedact.bias_act_backward(g, x, b, 'elu', alpha=0.5)\n"
+        "y = fusedact.softmax(x, axis=0); fusedact.softmax_backward(g, y, axis=0)\n"
+        "assert np.allclose(y.sum(axis=0), 1)\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.split()[-1] == "ok", r.stderr

@@ -697,19 +697,20 @@ try:  # the c backend's C-API entry, built with the C extension
 except ImportError:  # not built: every call takes the Python path
     KEYWORD_BASE = 128
 
-    def _fast_forward(slot, x, out=None):
+    # The generated calls pass parameters and an axis after the listed arguments (*given).
+    def _fast_forward(slot, x, out=None, *given):
         return None
 
-    def _fast_backward(slot, grad_out, saved, out=None):
+    def _fast_backward(slot, grad_out, saved, out=None, *given):
         return None
 
-    def _fast_derivative(slot, x):
+    def _fast_derivative(slot, x, *given):
         return None
 
-    def _fast_bias(slot, x, bias, out=None):
+    def _fast_bias(slot, x, bias, out=None, *given):
         return None
 
-    def _fast_bias_backward(slot, grad_out, x, bias):
+    def _fast_bias_backward(slot, grad_out, x, bias, *given):
         return None
 
     def _fast_xent(slot, logits, labels, ignore_index):
@@ -935,10 +936,10 @@ _AXIS_DOCS = {
 }
 
 
-# softmax, log_softmax and maxout (without out=) along the last axis (the default) go to the
-# C-API entry first, as the elementwise ops do (fusedact._fastpath: None for every call it
-# does not take).
-_AXIS_FAST = ("    if (backend is None or backend is _C) and axis is _M1:\n"
+# softmax and log_softmax along any axis given as an int, and maxout (without out=) along the
+# last axis (the default), go to the C-API entry first, as the elementwise ops do
+# (fusedact._fastpath: None for every call it does not take).
+_AXIS_FAST = ("    if (backend is None or backend is _C) and {axis_test}:\n"
               "        fast = {call}\n"
               "        if fast is not None:\n"
               "            return fast\n")
@@ -950,16 +951,21 @@ def _build_axis(spec, ns):
     head_f, body_f = fwd.split("\n", 1)
     head_b, body_b = bwd.split("\n", 1)
     if spec.name in ("softmax", "log_softmax"):
-        fwd_call = f"_fast_forward({slot}, x, out)"
-        bwd_call = f"_fast_backward({slot}, grad_out, y, out)"
-        fwd = head_f + "\n" + _AXIS_FAST.format(call=fwd_call) + body_f
-        bwd = head_b + "\n" + _AXIS_FAST.format(call=bwd_call) + body_b
+        # the default axis (-1) as the rows' plain call; an int one passed on (the entry takes
+        # exact ints, the last axis or another, and declines the rest)
+        fwd_call = (f"_fast_forward({slot}, x, out) if axis is _M1 else "
+                    f"_fast_forward({slot}, x, out, axis)")
+        bwd_call = (f"_fast_backward({slot}, grad_out, y, out) if axis is _M1 else "
+                    f"_fast_backward({slot}, grad_out, y, out, axis)")
+        test = "(axis is _M1 or axis.__class__ is int)"
+        fwd = head_f + "\n" + _AXIS_FAST.format(axis_test=test, call=fwd_call) + body_f
+        bwd = head_b + "\n" + _AXIS_FAST.format(axis_test=test, call=bwd_call) + body_b
     else:  # maxout: no out= (its output is not x's shape), pieces an int
-        fast = _AXIS_FAST.replace("axis is _M1", "axis is _M1 and out is None "
-                                  "and type(pieces) is int")
-        fwd = (head_f + "\n" + fast.format(call=f"_fast_maxout({slot}, x, pieces)") + body_f)
-        bwd = (head_b + "\n" + fast.format(call=f"_fast_maxout_backward({slot}, grad_out, x, "
-                                            "pieces)") + body_b)
+        test = "axis is _M1 and out is None and type(pieces) is int"
+        fwd = (head_f + "\n" + _AXIS_FAST.format(
+            axis_test=test, call=f"_fast_maxout({slot}, x, pieces)") + body_f)
+        bwd = (head_b + "\n" + _AXIS_FAST.format(
+            axis_test=test, call=f"_fast_maxout_backward({slot}, grad_out, x, pieces)") + body_b)
     doc_f, doc_b = _AXIS_DOCS[spec.name]
     env = {**ns, "_spec": spec}
     return (_make(spec.name, fwd, doc_f.format(np=spec.numpy_equivalent), spec, env),

@@ -16,6 +16,7 @@ that would use the backend, ``auto`` included.
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -104,7 +105,8 @@ class CBackend(_layout.FlatElementwise, Backend):
             # Outputs from _api._ALIGN_MIN elements up are placed as _api._empty_like does.
             fastpath.bind(address("fa_elementwise_f32"), address("fa_elementwise_f64"),
                           _api._ALIGN_MIN, address("fa_elementwise_f16"))
-            fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"))
+            fastpath.bind_rows(address("fa_rows_f32"), address("fa_rows_f64"),
+                               address("fa_axis_f32"), address("fa_axis_f64"))
             fastpath.bind_fused(*(address(f"fa_{name}_{t}")
                                   for name in ("bias_act", "bias_act_backward", "softmax_xent",
                                                "maxout", "maxout_backward")
@@ -112,7 +114,7 @@ class CBackend(_layout.FlatElementwise, Backend):
             _threads.get_num_threads()  # reads FUSEDACT_NUM_THREADS, tells the entry
             self._entry_bound = True
         for name, slot in slots.items():
-            if name in ("softmax", "log_softmax"):  # along the last axis; no parameters
+            if name in ("softmax", "log_softmax"):  # an int axis is their one parameter
                 fastpath.bind_row_slot(base + slot, _ROWS[name])  # the forward's kind, 0 or 1
                 continue
             if name in ("softmax_cross_entropy", "maxout"):
@@ -254,6 +256,8 @@ class CBackend(_layout.FlatElementwise, Backend):
     _copy_back = staticmethod(_layout.rows_copy_back)
 
     def _row_op(self, kind, x, g, axis, out):
+        if self._along_axis(kind, x, g, axis, out):
+            return
         xr = self._rows(x, axis)
         gr = self._rows(g, axis) if g is not None else None
         target, scratch = self._rows_out(out, axis)
@@ -262,6 +266,33 @@ class CBackend(_layout.FlatElementwise, Backend):
             _ROWS[kind], self._ptr(xr), self._ptr(gr) if gr is not None else self.ffi.NULL,
             self._ptr(target, True), rows, cols, _threads.get_num_threads())
         self._copy_back(out, axis, scratch)
+
+    def _along_axis(self, kind, x, g, axis, out):
+        """The softmax family along a middle axis, in place in memory (fa_axis: the kernels
+        walk the rows after it, vectorised across them), when every array is C-contiguous or
+        every one Fortran-contiguous (its transpose is then C-contiguous, the axis reversed).
+        False for the last axis (the row kernels take it) and for other layouts."""
+        ndim = x.ndim
+        axis = axis % ndim if ndim else 0
+        arrays = (x, out) if g is None else (x, g, out)
+        if all(a.flags.c_contiguous for a in arrays):
+            pass
+        elif all(a.flags.f_contiguous for a in arrays):
+            x, out, axis = x.T, out.T, ndim - 1 - axis
+            g = None if g is None else g.T
+        else:
+            return False
+        if axis >= ndim - 1:
+            return False
+        shape = x.shape
+        outer, inner = math.prod(shape[:axis]), math.prod(shape[axis + 1:])
+        args = (_ROWS[kind], self._ptr(x), self._ptr(g) if g is not None else self.ffi.NULL,
+                self._ptr(out, True), outer, shape[axis])
+        if inner == 1:  # only 1s after the axis: rows in memory, as the C-API entry runs them
+            self._kernel("fa_rows", out.dtype)(*args, _threads.get_num_threads())
+        else:
+            self._kernel("fa_axis", out.dtype)(*args, inner, _threads.get_num_threads())
+        return True
 
     def softmax(self, x, axis, out):
         self._row_op("softmax", x, None, axis, out)
