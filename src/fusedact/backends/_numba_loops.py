@@ -537,3 +537,156 @@ def xent(z, labels, ignore, loss, grad):
         loss[r] = ct(np.log(s)) - (z_label - m_)
         row_scale(grad[r], s)
         grad[r, label] -= 1.0
+
+
+# ---- the softmax family along a middle axis: an (outer, n, inner) array reduced along n ---
+# Down the columns of blocks of inner, vectorised across them, as the C kernels' M(cols)
+# (fa_loops.inc): the axis is never moved last by transposing copies. Each column gets the
+# rows' arithmetic (sums in float64, compensated for float64 data). The loops index 1-D row
+# pieces (x[o, i, j0:j1]): with three indices, j0 + j could be negative as far as Numba
+# knows, and its wraparound test kept LLVM from vectorising. softmax of 8 x 21 x 64 x 64
+# float32 along axis 1, one thread: 5.0 ms through transposing copies, 2.9 ms with three
+# indices (c 0.74), 1.3-2.1 ms with row pieces, 0.71 ms with cols_exp_sum's two loops (c
+# 0.66-0.69); float64 1.42-1.51 ms (c 1.42-1.75).
+COLS_BLOCK_ELEMS = 32768  # a block's elements, read two or three times, stay in L2
+COLS_BLOCK_MAX = 256
+
+
+def cols_width(n, inner):
+    width = COLS_BLOCK_ELEMS // max(n, 1) // 16 * 16
+    return min(inner, max(16, min(COLS_BLOCK_MAX, width)))
+
+
+cols_width = _inline(cols_width)
+
+
+def cols_max(x, o, j0, m):
+    """m[j] = the maximum of column j0 + j of x[o], NaN if it holds one."""
+    for j in range(m.size):
+        m[j] = -np.inf
+    for i in range(x.shape[1]):
+        xi = x[o, i, j0:j0 + m.size]
+        for j in range(m.size):
+            v = ct(xi[j])
+            m[j] = v if (v > m[j]) | (v != v) else m[j]
+
+
+cols_max = _inline(cols_max)
+
+
+def cols_exp_sum(x, o, j0, m, s, out, store):
+    """s[j] = the sum of e^(x - m[j]) down column j0 + j, the exponentials left in out where
+    store. The exponentials and the float64 sums run as two loops: in one, LLVM left the
+    float32 loop scalar (the widening to float64 beside them)."""
+    w = m.size
+    comp = np.zeros(w)
+    buf = np.empty(0 if store else w, ct)
+    for j in range(w):
+        s[j] = 0.0
+    for i in range(x.shape[1]):
+        xi = x[o, i, j0:j0 + w]
+        ei = out[o, i, j0:j0 + w] if store else buf
+        for j in range(w):
+            ei[j] = exp_shifted(ct(xi[j]), m[j])
+        if f32_copy:
+            for j in range(w):
+                s[j] += np.float64(ei[j])
+        else:
+            for j in range(w):
+                t = s[j] + ei[j]
+                comp[j] += _m.two_sum_err(s[j], ei[j], t)
+                s[j] = t
+    for j in range(w):
+        s[j] += comp[j]
+
+
+cols_exp_sum = _inline(cols_exp_sum)
+
+
+def axis_softmax(x, out):
+    outer, n, inner = x.shape
+    width = cols_width(n, inner)
+    blocks = (inner + width - 1) // width
+    for item in prange(outer * blocks):
+        wide_vectors()
+        o, j0 = item // blocks, item % blocks * width
+        w = min(width, inner - j0)
+        m = np.empty(w, ct)
+        s = np.empty(w)
+        cols_max(x, o, j0, m)
+        cols_exp_sum(x, o, j0, m, s, out, True)
+        if f32_copy:  # e (1/s), 1/s in double split in two floats (the rows' row_scale)
+            hi, lo = np.empty(w, ct), np.empty(w, ct)
+            for j in range(w):
+                inv = 1.0 / s[j]
+                hi[j] = ct(inv)
+                lo[j] = ct(inv - np.float64(hi[j]))
+            for i in range(n):
+                oi = out[o, i, j0:j0 + w]
+                for j in range(w):
+                    oi[j] = oi[j] * hi[j] + oi[j] * lo[j]
+        else:
+            inv = 1.0 / s
+            for i in range(n):
+                oi = out[o, i, j0:j0 + w]
+                for j in range(w):
+                    oi[j] = _m.divide_by(oi[j], s[j], inv[j])
+
+
+def axis_log_softmax(x, out):
+    outer, n, inner = x.shape
+    width = cols_width(n, inner)
+    blocks = (inner + width - 1) // width
+    for item in prange(outer * blocks):
+        wide_vectors()
+        o, j0 = item // blocks, item % blocks * width
+        w = min(width, inner - j0)
+        m = np.empty(w, ct)
+        s = np.empty(w)
+        cols_max(x, o, j0, m)
+        cols_exp_sum(x, o, j0, m, s, out, False)  # out may be x: nothing stored yet
+        log_s = np.empty(w, ct)
+        for j in range(w):
+            log_s[j] = ct(np.log(s[j]))
+        for i in range(n):
+            xi, oi = x[o, i, j0:j0 + w], out[o, i, j0:j0 + w]
+            for j in range(w):
+                oi[j] = (ct(xi[j]) - m[j]) - log_s[j]
+
+
+def axis_softmax_backward(g, y, out):
+    outer, n, inner = y.shape
+    width = cols_width(n, inner)
+    blocks = (inner + width - 1) // width
+    for item in prange(outer * blocks):
+        wide_vectors()
+        o, j0 = item // blocks, item % blocks * width
+        w = min(width, inner - j0)
+        dot = np.zeros(w, ct)
+        for i in range(n):
+            gi, yi = g[o, i, j0:j0 + w], y[o, i, j0:j0 + w]
+            for j in range(w):
+                dot[j] += ct(gi[j]) * ct(yi[j])
+        for i in range(n):
+            gi, yi, oi = g[o, i, j0:j0 + w], y[o, i, j0:j0 + w], out[o, i, j0:j0 + w]
+            for j in range(w):
+                oi[j] = ct(yi[j]) * (ct(gi[j]) - dot[j])
+
+
+def axis_log_softmax_backward(g, y, out):
+    outer, n, inner = y.shape
+    width = cols_width(n, inner)
+    blocks = (inner + width - 1) // width
+    for item in prange(outer * blocks):
+        wide_vectors()
+        o, j0 = item // blocks, item % blocks * width
+        w = min(width, inner - j0)
+        total = np.zeros(w, ct)
+        for i in range(n):
+            gi = g[o, i, j0:j0 + w]
+            for j in range(w):
+                total[j] += ct(gi[j])
+        for i in range(n):
+            gi, yi, oi = g[o, i, j0:j0 + w], y[o, i, j0:j0 + w], out[o, i, j0:j0 + w]
+            for j in range(w):
+                oi[j] = ct(gi[j]) - exp_lite(ct(yi[j])) * total[j]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import sys
 import threading
@@ -194,6 +195,24 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
             if loops is None:
                 loops = self._row_kernel(name, dt.itemsize == 4)
             self._run(loops, out.size, *arrays, out)
+            return
+        if (dt.char in "fd" and out.ndim > 1 and out.flags.c_contiguous
+                and all(a.dtype == dt and a.flags.c_contiguous for a in arrays)):
+            # along a middle axis of C-contiguous arrays: down the columns in place in memory
+            # (_numba_loops.axis_*, the scheme of c's fa_axis), or rows where only 1s follow
+            # the axis. float32, one thread, 8 x 21 x 64 x 64 along axis 1: softmax 5.0 ms
+            # through transposing copies -> 0.71 ms (c 0.66-0.69 in the same run)
+            ax = axis % out.ndim
+            outer, n = math.prod(out.shape[:ax]), out.shape[ax]
+            inner = math.prod(out.shape[ax + 1:])
+            f32 = dt.itemsize == 4
+            if inner == 1:
+                self._run(self._row_kernel(name, f32), out.size,
+                          *(a.reshape(outer, n) for a in arrays), out.reshape(outer, n))
+            else:
+                self._run(self._row_kernel("axis_" + name, f32), out.size,
+                          *(a.reshape(outer, n, inner) for a in arrays),
+                          out.reshape(outer, n, inner))
             return
         target, scratch = self._rows_out(out, axis)
         # float32 rows in float32 arithmetic (the sums in float64): 2x the SIMD lanes. The
