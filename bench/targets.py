@@ -290,6 +290,38 @@ def _per_call_given_parameters(args, torch):
     print(f"per call with parameters given: fusedact no slower than torch in {ok}/{len(ratios)} "
           f"cases; worst `{worst[0]}` at {worst[1]:.2f}x")
     _per_call_layouts(args, torch)
+    _along_middle_axes(args, torch)
+
+
+def _along_middle_axes(args, torch):
+    """softmax, log_softmax and softmax's backward along an axis other than the last (the C
+    and numba backends' column kernels), float32, one thread, fusedact as a user calls it
+    against PyTorch's functions with the same dim."""
+    rng = np.random.default_rng(0)
+    cases = [("32 x 32, axis 0", (32, 32), 0), ("8 x 21 x 64 x 64, axis 1", (8, 21, 64, 64), 1),
+             ("1024 x 1024, axis 0", (1024, 1024), 0)]
+    print()
+    print("Along a middle axis, float32, 1 thread (PyTorch on the same dim):")
+    print()
+    print("| array | call | fusedact µs | torch µs | torch / fusedact |")
+    print("|---|---|---|---|---|")
+    for label, shape, axis in cases:
+        x = rng.standard_normal(shape).astype(np.float32)
+        g = rng.standard_normal(shape).astype(np.float32)
+        y = fusedact.softmax(x, axis=axis)
+        t, tg, ty = (torch.from_numpy(a) for a in (x, g, y))
+        for call, ours, theirs in (
+                ("softmax", lambda: fusedact.softmax(x, axis=axis),
+                 lambda: torch.softmax(t, axis)),
+                ("log_softmax", lambda: fusedact.log_softmax(x, axis=axis),
+                 lambda: torch.log_softmax(t, axis)),
+                ("softmax_backward", lambda: fusedact.softmax_backward(g, y, axis=axis),
+                 lambda: torch.ops.aten._softmax_backward_data(tg, ty, axis, torch.float32))):
+            times = _median_times({"fusedact": ours, "torch": theirs}, args.min_time,
+                                  args.repeats)
+            print(f"| {label} | {call} | {times['fusedact'] * 1e6:.2f} | "
+                  f"{times['torch'] * 1e6:.2f} | {times['torch'] / times['fusedact']:.2f} |",
+                  flush=True)
 
 
 def _per_call_layouts(args, torch):

@@ -646,8 +646,8 @@ def axis_log_softmax(x, out):
         cols_max(x, o, j0, m)
         cols_exp_sum(x, o, j0, m, s, out, False)  # out may be x: nothing stored yet
         log_s = np.empty(w, ct)
-        for j in range(w):
-            log_s[j] = ct(np.log(s[j]))
+        for j in range(w):  # vectorised: np.log was a call per column
+            log_s[j] = ct(_m.log_ge1(s[j]))
         for i in range(n):
             xi, oi = x[o, i, j0:j0 + w], out[o, i, j0:j0 + w]
             for j in range(w):

@@ -213,6 +213,21 @@ def log1p_unit(u):
     return k * LN2_HI - ((hfsq - (mul_unfused(s, hfsq + R) + (k * LN2_LO + c))) - f)
 
 
+MANTISSA_BITS = np.uint64(0x000FFFFFFFFFFFFF)
+ONE_BITS = np.uint64(0x3FF0000000000000)
+
+
+@jit
+def log_ge1(s):
+    """log s for s >= 1 (a sum of exponentials, one of them 1), branch-free: C's
+    fa_log_ge1_d, s = 2^e w with w in [1, 2), e ln2 + log1p_unit(w - 1); NaN stays NaN."""
+    bits = _bits(s)
+    e = np.float64(np.int64(bits >> U52) - np.int64(1023))
+    w = _from_bits((bits & MANTISSA_BITS) | ONE_BITS)
+    r = e * LN2_HI + (e * LN2_LO + log1p_unit(w - 1.0))
+    return r if s == s else s
+
+
 @jit
 def tanh(x):
     a = fmin(abs(x) * 2.0, 44.0)
