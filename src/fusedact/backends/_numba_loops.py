@@ -552,12 +552,20 @@ COLS_BLOCK_ELEMS = 32768  # a block's elements, read two or three times, stay in
 COLS_BLOCK_MAX = 256
 
 
-def cols_width(n, inner):
-    width = COLS_BLOCK_ELEMS // max(n, 1) // 16 * 16
-    return min(inner, max(16, min(COLS_BLOCK_MAX, width)))
+def cols_blocks(n, inner):
+    """(columns a block, blocks an outer index)."""
+    width = min(inner, max(16, min(COLS_BLOCK_MAX, COLS_BLOCK_ELEMS // max(n, 1) // 16 * 16)))
+    return width, (inner + width - 1) // width
 
 
-cols_width = _inline(cols_width)
+def cols_block(item, width, blocks, inner):
+    """Work item `item`'s outer index, first column and column count."""
+    j0 = item % blocks * width
+    return item // blocks, j0, min(width, inner - j0)
+
+
+cols_blocks = _inline(cols_blocks)
+cols_block = _inline(cols_block)
 
 
 def cols_max(x, o, j0, m):
@@ -605,12 +613,10 @@ cols_exp_sum = _inline(cols_exp_sum)
 
 def axis_softmax(x, out):
     outer, n, inner = x.shape
-    width = cols_width(n, inner)
-    blocks = (inner + width - 1) // width
+    width, blocks = cols_blocks(n, inner)
     for item in prange(outer * blocks):
         wide_vectors()
-        o, j0 = item // blocks, item % blocks * width
-        w = min(width, inner - j0)
+        o, j0, w = cols_block(item, width, blocks, inner)
         m = np.empty(w, ct)
         s = np.empty(w)
         cols_max(x, o, j0, m)
@@ -635,12 +641,10 @@ def axis_softmax(x, out):
 
 def axis_log_softmax(x, out):
     outer, n, inner = x.shape
-    width = cols_width(n, inner)
-    blocks = (inner + width - 1) // width
+    width, blocks = cols_blocks(n, inner)
     for item in prange(outer * blocks):
         wide_vectors()
-        o, j0 = item // blocks, item % blocks * width
-        w = min(width, inner - j0)
+        o, j0, w = cols_block(item, width, blocks, inner)
         m = np.empty(w, ct)
         s = np.empty(w)
         cols_max(x, o, j0, m)
@@ -656,12 +660,10 @@ def axis_log_softmax(x, out):
 
 def axis_softmax_backward(g, y, out):
     outer, n, inner = y.shape
-    width = cols_width(n, inner)
-    blocks = (inner + width - 1) // width
+    width, blocks = cols_blocks(n, inner)
     for item in prange(outer * blocks):
         wide_vectors()
-        o, j0 = item // blocks, item % blocks * width
-        w = min(width, inner - j0)
+        o, j0, w = cols_block(item, width, blocks, inner)
         dot = np.zeros(w, ct)
         for i in range(n):
             gi, yi = g[o, i, j0:j0 + w], y[o, i, j0:j0 + w]
@@ -675,12 +677,10 @@ def axis_softmax_backward(g, y, out):
 
 def axis_log_softmax_backward(g, y, out):
     outer, n, inner = y.shape
-    width = cols_width(n, inner)
-    blocks = (inner + width - 1) // width
+    width, blocks = cols_blocks(n, inner)
     for item in prange(outer * blocks):
         wide_vectors()
-        o, j0 = item // blocks, item % blocks * width
-        w = min(width, inner - j0)
+        o, j0, w = cols_block(item, width, blocks, inner)
         total = np.zeros(w, ct)
         for i in range(n):
             gi = g[o, i, j0:j0 + w]
