@@ -187,3 +187,29 @@ def test_large_outputs_share_their_inputs_offset_from_a_cache_line():
                                        fusedact.sigmoid(x, backend="numpy"), rtol=2e-7)
     strided = base[::2]
     np.testing.assert_array_equal(fusedact.tanh(strided), fusedact.tanh(strided.copy()))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_float16_through_the_c_conversions_equals_numpy_casts(order, host_backend):
+    """float16 arrays of 4096 elements and more convert to float32 and back through the C
+    extension's conversions (C order; other layouts cast in NumPy): the results are NumPy's
+    casts of the float32 results, overflow to inf, NaNs and signed zeros included."""
+    rng = np.random.default_rng(21)
+    x32 = (rng.standard_normal((64, 128)) * 4e4).astype(np.float32)
+    x32[0, :4] = [np.nan, np.inf, -np.inf, -0.0]
+    with np.errstate(over="ignore"):
+        h = np.asarray(x32.astype(np.float16), order=order)
+        b = (rng.standard_normal(128) * 4e4).astype(np.float16)
+        wide, bw = h.astype(np.float32), b.astype(np.float32)
+        cases = [
+            (fusedact.softmax(h, axis=0, backend=host_backend),
+             fusedact.softmax(wide, axis=0, backend=host_backend).astype(np.float16)),
+            (fusedact.bias_act(h, b, "relu", backend=host_backend),
+             fusedact.bias_act(wide, bw, "relu", backend=host_backend).astype(np.float16)),
+            (fusedact.sigmoid(h, backend=host_backend),
+             fusedact.sigmoid(wide, backend=host_backend).astype(np.float16))]
+    assert np.isinf(cases[1][1]).any()  # the overflow is exercised
+    for got, want in cases:
+        assert got.dtype == np.float16
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
