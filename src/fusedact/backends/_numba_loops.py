@@ -611,16 +611,26 @@ def cols_exp_sum(x, o, j0, m, s, out, store):
 cols_exp_sum = _inline(cols_exp_sum)
 
 
+def cols_max_sum(x, o, j0, w, out, store):
+    """The first two passes of softmax and log_softmax over a block of w columns: each
+    column's maximum m and sum s of e^(x - m)."""
+    m = np.empty(w, ct)
+    s = np.empty(w)
+    cols_max(x, o, j0, m)
+    cols_exp_sum(x, o, j0, m, s, out, store)
+    return m, s
+
+
+cols_max_sum = _inline(cols_max_sum)
+
+
 def axis_softmax(x, out):
     outer, n, inner = x.shape
     width, blocks = cols_blocks(n, inner)
     for item in prange(outer * blocks):
         wide_vectors()
         o, j0, w = cols_block(item, width, blocks, inner)
-        m = np.empty(w, ct)
-        s = np.empty(w)
-        cols_max(x, o, j0, m)
-        cols_exp_sum(x, o, j0, m, s, out, True)
+        m, s = cols_max_sum(x, o, j0, w, out, True)
         if f32_copy:  # e (1/s), 1/s in double split in two floats (the rows' row_scale)
             hi, lo = np.empty(w, ct), np.empty(w, ct)
             for j in range(w):
@@ -645,10 +655,7 @@ def axis_log_softmax(x, out):
     for item in prange(outer * blocks):
         wide_vectors()
         o, j0, w = cols_block(item, width, blocks, inner)
-        m = np.empty(w, ct)
-        s = np.empty(w)
-        cols_max(x, o, j0, m)
-        cols_exp_sum(x, o, j0, m, s, out, False)  # out may be x: nothing stored yet
+        m, s = cols_max_sum(x, o, j0, w, out, False)  # out may be x: nothing stored
         log_s = np.empty(w, ct)
         for j in range(w):  # vectorised: np.log was a call per column
             log_s[j] = ct(_m.log_ge1(s[j]))
