@@ -416,3 +416,32 @@ def test_loops_fill_512_bit_registers_on_avx512_targets(monkeypatch, f32):
                                    rtol=4e-7 if f32 else 1e-15)
         asm = "".join(loop.inspect_asm().values())
         assert re.search(r"\tvfn?madd\w+\t[^\n]*%zmm", asm), "no 512-bit FMA in the loop"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_at_beta_one_takes_its_own_kernel_with_the_general_bits(dtype):
+    """softplus at beta = 1 (the default) runs the softplus1 kernel, without beta's rounding
+    term and division (as the C loops do), and gives the general kernel's bits: over the
+    saturation regions, the threshold, tails and specials, at the default threshold and
+    another; a beta of 2 keeps the general kernel."""
+    from fusedact.backends import numba_backend
+
+    f32 = dtype == np.float32
+    rng = np.random.default_rng(21)
+    x = np.concatenate([rng.standard_normal(20_000) * 12, np.linspace(-800, 800, 16_001),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, 19.999, 20.0, 20.001, 1e-30,
+                         -1e-30, 1e-40, 88.0, -104.0, 710.0, -745.0]]).astype(dtype)
+    general = numba_backend._build_elementwise(NUMBA.numba, "softplus", f32)[0][0]
+    NUMBA._lanes.clear()  # the kernels of earlier calls (other betas) out of the way
+    for threshold in (20.0, 3.5):
+        want = np.empty_like(x)
+        general(x, want, 1.0, threshold, 0.0)
+        for n in (x.size, 1, 7, 17, 33):
+            got = fusedact.softplus(x[:n], threshold=threshold, backend="numba")
+            np.testing.assert_array_equal(got, want[:n], err_msg=f"threshold {threshold}, n={n}")
+        kernels = {lane[4] for key, lane in NUMBA._lanes.items()
+                   if key[:2] == (0, "softplus") and key[3] == x.dtype}
+        assert kernels == {"softplus1"}, kernels
+    NUMBA._lanes.clear()
+    fusedact.softplus(x, beta=2.0, backend="numba")
+    assert [lane[4] for key, lane in NUMBA._lanes.items() if key[1] == "softplus"] == ["softplus"]

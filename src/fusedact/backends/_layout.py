@@ -21,9 +21,14 @@ def kernel_name(spec, params):
     return spec.name
 
 
+# Kernels of one catalogue op under a name of their own: gelu's tanh form, and numba's
+# softplus forward at beta = 1.
+_KERNEL_OF_OP = {"gelu_tanh": "gelu", "softplus1": "softplus"}
+
+
 def op_traits(kernel):
     """(piecewise, backward reads y) for a compiled kernel, from the catalogue."""
-    spec = OPS["gelu" if kernel == "gelu_tanh" else kernel]
+    spec = OPS[_KERNEL_OF_OP.get(kernel, kernel)]
     return spec.piecewise, spec.saved == "y"
 
 

@@ -641,6 +641,18 @@ def softplus_der(x, p0, p1, p3):
 
 
 @jit
+def softplus1_fwd(x, p0, p1, p3):
+    """softplus_fwd at beta = 1, PyTorch's default, as C's softplus1_fwd: beta x = x exactly,
+    so the rounding term err * sig is 0 and the division by beta is by 1. Without them two of
+    softplus_fwd's four divisions go, and the bits stay (numba_backend picks this kernel)."""
+    sp = fmax(x, 0.0) + log1p_unit(exp(-abs(x)))
+    return x if x > p1 else sp
+
+
+softplus1_der = softplus_der  # the derivative has no beta term to drop
+
+
+@jit
 def logsigmoid_fwd(x, p0, p1, p3):
     return fmin(x, 0.0) - log1p_unit(exp(-abs(x)))
 

@@ -489,6 +489,16 @@ def softplus_der(x, p0, p1, p3):
 
 
 @jit
+def softplus1_fwd(x, p0, p1, p3):
+    """softplus_fwd at beta = 1 (the float64 module's softplus1_fwd; C's softplus1_fwd)."""
+    sp = fmax(x, ZERO) + log1p_unit(exp(-abs(x)))
+    return x if x > p1 else sp
+
+
+softplus1_der = softplus_der
+
+
+@jit
 def logsigmoid_fwd(x, p0, p1, p3):
     return fmin(x, ZERO) - log1p_unit(exp(-abs(x)))
 

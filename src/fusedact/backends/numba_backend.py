@@ -32,7 +32,8 @@ _PARALLEL_MIN = 65536
 # The ops _numba_math32 serves (kept here so that importing this module imports no numba).
 _F32_KERNELS = frozenset(("sigmoid", "tanh", "relu", "leaky_relu", "relu6", "hardtanh", "elu",
                           "selu", "celu", "silu", "logsigmoid", "hardsigmoid", "hardswish",
-                          "softsign", "gelu", "swish", "softplus", "mish", "gelu_tanh"))
+                          "softsign", "gelu", "swish", "softplus", "mish", "gelu_tanh",
+                          "softplus1"))
 _AXIS_AND_FUSED = ("softmax", "log_softmax", "maxout", "bias_act", "softmax_cross_entropy")
 
 
@@ -154,6 +155,12 @@ class NumbaBackend(_layout.FlatElementwise, Backend):
             return
         kernel = _layout.kernel_name(spec, params)
         p0, p1 = _layout.param_block(params)[:2]
+        if kernel == "softplus" and mode == 0 and p0 == 1.0:
+            # beta = 1, the default: the forward without beta's rounding term and division,
+            # as the C loops choose it (the same bits). 262,144 elements, one and two
+            # threads, medians of 100 side by side with c: numba / c time 1.35-1.47 -> 0.90-1.07
+            # in float64, 1.18-1.43 -> 0.82-1.15 in float32
+            kernel = "softplus1"
         flat_out, flat_in, targets = _layout.flat_views(outs, inputs)
         # float32 data in float32 arithmetic where _numba_math32 has the op (2x the lanes).
         f32 = outs[0].dtype.itemsize == 4 and kernel in _F32_KERNELS
