@@ -300,12 +300,13 @@ def test_float32_tanh_has_the_c_avx512_bits():
 
 
 @pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),
-                                       ("gelu", {"approximate": "tanh"})],
-                         ids=["silu", "swish", "gelu_tanh"])
+                                       ("gelu", {"approximate": "tanh"}), ("sigmoid", {})],
+                         ids=["silu", "swish", "gelu_tanh", "sigmoid"])
 def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
-    """float32 silu, swish and gelu's tanh form run C's AVX-512 loops' arithmetic (the
-    quotient x / (1 + e^-z) with 2^k applied last; by vscalefps on AVX-512 targets): the c
-    backend's bits at its AVX-512 level, tails, specials and the gradual underflow included."""
+    """float32 silu, swish, gelu's tanh form and sigmoid run C's AVX-512 loops' arithmetic
+    (the quotient x / (1 + e^-z) with 2^k applied last; by vscalefps on AVX-512 targets): the
+    c backend's bits at its AVX-512 level, tails, specials and the gradual underflow
+    included (sigmoid's portable form flushes e^-|x| below 2^-126)."""
     if "c" not in fusedact.available_backends():
         pytest.skip("the c backend is not built")
     from fusedact.backends import _numba_simd
@@ -327,6 +328,10 @@ def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
                                       fusedact.silu_backward(g, x, backend="c"))
         np.testing.assert_array_equal(fusedact.silu(x, derivative=True, backend="numba")[1],
                                       fusedact.silu(x, derivative=True, backend="c")[1])
+    if op == "sigmoid":  # logsigmoid's backward is sigmoid(-x), C's fa512_sigmoid too
+        g = rng.standard_normal(x.size).astype(np.float32)
+        np.testing.assert_array_equal(fusedact.logsigmoid_backward(g, x, backend="numba"),
+                                      fusedact.logsigmoid_backward(g, x, backend="c"))
 
 
 @pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),

@@ -222,7 +222,7 @@ def tanh(x):
 
 # ---- the ops: fwd(x, p0, p1, p3) and der(saved, p0, p1, p3), all float32 ------------------
 @jit
-def sigmoid_fwd(x, p0, p1, p3):
+def sigmoid_fwd_portable(x, p0, p1, p3):
     e = exp_lite_neg(-abs(x))
     num = ONE if x >= ZERO else e
     return num / (ONE + e)
@@ -505,7 +505,12 @@ def logsigmoid_fwd(x, p0, p1, p3):
 
 @jit
 def logsigmoid_der(x, p0, p1, p3):
-    return sigmoid_fwd(-x, p0, p1, p3)
+    return sigmoid_fwd(-x, p0, p1, p3)  # vscalefps on AVX-512 targets, as C's
+
+
+@jit
+def logsigmoid_der_portable(x, p0, p1, p3):
+    return sigmoid_fwd_portable(-x, p0, p1, p3)
 
 
 @jit
@@ -781,6 +786,24 @@ silu_der = silu_der_scalef if simd_available() else silu_der_portable
 
 
 @jit
+def sigmoid_fwd_scalef(x, p0, p1, p3):
+    """C's AVX-512 sigmoid (fa512_sigmoid): e = e^-|x| raised to e^-104 and scaled by
+    vscalefps, so it underflows gradually where exp_lite_neg flushes below 2^-126 and takes
+    an integer add, shift and multiply to build 2^k; c's bits. 262,144 floats, one thread,
+    the two loops timed in one process, 12 alternating rounds (best of 30 each): median
+    93.4 -> 80.3 us, faster in 12 of 12."""
+    z = -abs(x)
+    z = EXP_NEG_RAISE if z < EXP_NEG_RAISE else z  # NaN stays
+    p, t = reduce(z)
+    e = scalef(p, t - MAGIC)
+    num = ONE if x >= ZERO else e
+    return num / (ONE + e)
+
+
+sigmoid_fwd = sigmoid_fwd_scalef if simd_available() else sigmoid_fwd_portable
+
+
+@jit
 def exp_lite_scalef(x):
     """e^x as C's AVX-512 log_softmax backward rows take it: x clamped to [-104, 100] and
     2^k by vscalefps (gradual underflow where exp_lite flushes under 2^-126). 256 rows of
@@ -810,10 +833,11 @@ silu_fwd_portable = _with_portable_scaling(silu_fwd)
 # silu_der_portable: above
 gelu_tanh_fwd_portable = _with_portable_scaling(gelu_tanh_fwd)
 gelu_fwd_portable, gelu_der_portable = gelu_fwd_rational, gelu_der_rational
+# sigmoid_fwd_portable, logsigmoid_der_portable: above
 
 
 # The kernels this module serves for float32 data (numba_backend._F32_KERNELS names the same;
 # a test keeps them equal).
 KERNELS = ("sigmoid", "tanh", "relu", "leaky_relu", "relu6", "hardtanh", "elu", "selu", "celu",
            "silu", "logsigmoid", "hardsigmoid", "hardswish", "softsign", "gelu", "swish",
-           "softplus", "mish", "gelu_tanh")
+           "softplus", "mish", "gelu_tanh", "softplus1")
