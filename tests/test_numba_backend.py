@@ -450,3 +450,30 @@ def test_softplus_at_beta_one_takes_its_own_kernel_with_the_general_bits(dtype):
     NUMBA._lanes.clear()
     fusedact.softplus(x, beta=2.0, backend="numba")
     assert [lane[4] for key, lane in NUMBA._lanes.items() if key[1] == "softplus"] == ["softplus"]
+
+
+@pytest.mark.parametrize("op", ["silu", "gelu_tanh"])
+def test_float32_quotient_loops_divide_once_per_vector(op, monkeypatch):
+    """float32 silu and gelu_tanh divide once per 16 lanes, as C's AVX-512 loops do: when the
+    quotient's terms were selected per lane, LLVM turned silu's x / select(...) into a select
+    of two quotients, two vdivps a vector (its loop 28 % slower); the exponents are selected
+    instead (_numba_math32.one_plus_exp_parts_scalef)."""
+    import re
+
+    from fusedact.backends import _numba_simd, numba_backend
+
+    if not _numba_simd.available():
+        pytest.skip("the float32 quotient loops take vscalefps on AVX-512 targets only")
+    numba_backend._loops_for(op, True)
+    # compiled here, not loaded from the disk cache: a loaded loop has no assembly to show
+    monkeypatch.setattr(numba_backend, "_cache_usable", lambda: False)
+    serial = numba_backend._build_elementwise(NUMBA.numba, op, True)[0][0]
+    x = np.linspace(-20, 20, 1001).astype(np.float32)
+    out = np.empty_like(x)
+    serial(x, out, 0.0, 0.0, 0.0)
+    want = (fusedact.gelu(x, approximate="tanh", backend="numpy") if op == "gelu_tanh"
+            else fusedact.silu(x, backend="numpy"))
+    np.testing.assert_allclose(out, want, rtol=3 * np.finfo(np.float32).eps,
+                               atol=3 * np.finfo(np.float32).smallest_subnormal)
+    asm = "".join(serial.inspect_asm().values())
+    assert len(re.findall(r"\tvdivps\t[^\n]*%zmm", asm)) == 1
