@@ -37,7 +37,8 @@ def _pointer(a: np.ndarray) -> ctypes.c_void_p:
 class Build:
     """One built extension, loaded by path, with its kernels as zero-argument calls."""
 
-    def __init__(self, path: str, dtype: np.dtype, n: int, cols: int, seed: int = 0):
+    def __init__(self, path: str, dtype: np.dtype, n: int, cols: int, params=(0.0,) * 4,
+                 seed: int = 0):
         self.lib = ctypes.CDLL(path)
         self.lib.fa_op_name.restype = ctypes.c_char_p
         self.ops = {self.lib.fa_op_name(i).decode(): i for i in range(self.lib.fa_op_count())}
@@ -49,7 +50,7 @@ class Build:
         self.y = np.empty_like(self.x)
         self.y2 = np.empty_like(self.x)
         self.n, self.cols = n, cols
-        self.params = (ctypes.c_double * 4)(0.0, 0.0, 0.0, 0.0)
+        self.params = (ctypes.c_double * 4)(*params)
 
     def call(self, case: str):
         name, _, kind = case.partition(":")
@@ -93,13 +94,16 @@ def main(argv=None) -> None:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--n", type=int, default=262144)
     p.add_argument("--cols", type=int, default=1024, help="row length of the row kinds")
+    p.add_argument("--params", type=float, nargs=4, default=[0.0] * 4,
+                   help="the elementwise ops' parameter block, in catalogue order (e.g. swish's "
+                        "beta first); zeros by default")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--calls", type=int, default=30, help="calls per timing (best of)")
     args = p.parse_args(argv)
     if args.n % args.cols:
         raise SystemExit(f"--n ({args.n}) must be a multiple of --cols ({args.cols})")
     dtype = np.dtype(args.dtype)
-    builds = [Build(path, dtype, args.n, args.cols) for path in (args.a, args.b)]
+    builds = [Build(path, dtype, args.n, args.cols, args.params) for path in (args.a, args.b)]
     calls = {case: [bd.call(case) for bd in builds] for case in args.cases}
     times = {case: ([], []) for case in args.cases}
     for r in range(args.rounds):

@@ -432,9 +432,11 @@ def swish_fwd(x, p0, p1, p3):
     pd = np.float64(p) * (1.0 - a_lo)
     e = np.float64((p * s1) * s2) * (1.0 - a_lo)
     d = 1.0 + e
-    pos = np.float32(np.float64(x) / d)
-    neg = (np.float32(np.float64(x) * pd / d) * s1) * s2
-    y = pos if bxd >= 0.0 else neg
+    # one division of either arm's numerator: the two quotients written apart were both
+    # computed (2 vdivpd per 8 lanes); beta = 1.702, 262,144 floats, one thread, the old and
+    # new loops in one process, 12 alternating rounds: median 709.7 -> 582.8 us, same bits
+    q = np.float32((np.float64(x) if bxd >= 0.0 else np.float64(x) * pd) / d)
+    y = q if bxd >= 0.0 else (q * s1) * s2
     y = HALF * x if p0 == ZERO else y
     return math.copysign(ZERO, x) if p0 * x < EXP_LO else y
 
