@@ -300,8 +300,10 @@ def test_float32_tanh_has_the_c_avx512_bits():
 
 
 @pytest.mark.parametrize("op,params", [("silu", {}), ("swish", {"beta": 1.702}),
+                                       ("swish", {"beta": -0.7}), ("swish", {"beta": 1e-38}),
                                        ("gelu", {"approximate": "tanh"}), ("sigmoid", {})],
-                         ids=["silu", "swish", "gelu_tanh", "sigmoid"])
+                         ids=["silu", "swish", "swish_negative_beta", "swish_tiny_beta",
+                              "gelu_tanh", "sigmoid"])
 def test_float32_quotient_forms_have_the_c_avx512_bits(op, params):
     """float32 silu, swish, gelu's tanh form and sigmoid run C's AVX-512 loops' arithmetic
     (the quotient x / (1 + e^-z) with 2^k applied last; by vscalefps on AVX-512 targets): the

@@ -419,7 +419,7 @@ two_prod_err = jit(_numba_math.two_prod_err_fma if _numba_math._target_has_fma()
 
 
 @jit
-def swish_fwd(x, p0, p1, p3):
+def swish_fwd_double(x, p0, p1, p3):
     """x sigmoid(b x); b x, the quotient and the product in double (b carried to double
     precision through p3 = b - float(b)), only e^-|b x| in float (C's float path)."""
     bd = np.float64(p0) + np.float64(p3)
@@ -741,15 +741,45 @@ def gelu_tanh_fwd(x, p0, p1, p3):
     u2 = inner * TWO_K32
     err = two_prod_err(inner, TWO_K32, u2) + TWO_K32 * in_e + TWO_K32_LO * inner
     # 1 + e^-u2 (|u2| <= 143): u2 >= 0: x / (1 + p 2^k); below: (x / (p + 2^-k)) 2^-k
+    y = x_sigmoid_pair(xc, u2, err)
+    y = x if x > GELU_TANH_X32 else y
+    return -ZERO if x < -GELU_TANH_X32 else y
+
+
+@jit
+def x_sigmoid_pair(xc, u2, err):
+    """x sigmoid(u2 + err), |u2| <= 4000 (C's fa512_x_sigmoid_dw): e^-u2 = p 2^k for either
+    sign, x / (1 + p 2^k) or (x / (p + 2^-k)) 2^-k, err applied to first order in the
+    denominator before it rounds. gelu_tanh's and (on AVX-512 targets) swish's tail."""
     neg = u2 < ZERO
     term, one, scale = one_plus_exp_parts(-u2, neg)
     # x sigmoid(u2 + err) = x / (den - err term) to first order, term the exponential's part
     den = term + one
     den_e = two_sum_err(term, one, den)
     den = den + (den_e - err * term)
-    y = unscale(xc / den, neg, scale)
-    y = x if x > GELU_TANH_X32 else y
-    return -ZERO if x < -GELU_TANH_X32 else y
+    return unscale(xc / den, neg, scale)
+
+
+SWISH_U_MAX = F(4000.0)  # beyond, x sigmoid(u) is x or +-0 for every float x
+HUGE32 = F(2.0**127)
+
+
+@jit
+def swish_fwd_pair(x, p0, p1, p3):
+    """C's AVX-512 swish (fa512_swish): b x = u2 + err as a float pair (b's residual p3
+    included), x sigmoid(u2 + err) by x_sigmoid_pair, u2 clamped to +-4000 (+-0 with x's sign
+    below), x from 2^127 up halved before the division and doubled after; b = 0 gives x / 2.
+    c's bits."""
+    u2 = x * p0
+    err = two_prod_err(x, p0, u2) + p3 * x
+    err = err if abs(u2) < SWISH_U_MAX else ZERO
+    gone = u2 <= -SWISH_U_MAX
+    u2 = clamp(u2, -SWISH_U_MAX, SWISH_U_MAX)
+    huge = abs(x) >= HUGE32
+    y = x_sigmoid_pair(x * HALF if huge else x, u2, err)
+    y = y + y if huge else y
+    y = math.copysign(ZERO, x) if gone else y
+    return HALF * x if p0 == ZERO else y
 
 
 @jit
@@ -811,6 +841,10 @@ def sigmoid_fwd_scalef(x, p0, p1, p3):
 
 
 sigmoid_fwd = sigmoid_fwd_scalef if simd_available() else sigmoid_fwd_portable
+# swish: C's AVX-512 float-pair loop on AVX-512 targets, its portable double form elsewhere
+# (and on the GPU: swish_fwd_portable)
+swish_fwd = swish_fwd_pair if simd_available() else swish_fwd_double
+swish_fwd_portable = swish_fwd_double
 
 
 @jit
