@@ -479,3 +479,26 @@ def test_float32_quotient_loops_divide_once_per_vector(op, monkeypatch):
                                atol=3 * np.finfo(np.float32).smallest_subnormal)
     asm = "".join(serial.inspect_asm().values())
     assert len(re.findall(r"\tvdivps\t[^\n]*%zmm", asm)) == 1
+
+
+def test_the_cuda_backends_float32_forms_take_no_x86_instruction():
+    """The cuda backend compiles _numba_math32's portable forms (_device_fn) for the GPU, where
+    vscalefps and the table permutes do not exist. Each kernel the cuda backend would take is
+    compiled here for the CPU and its LLVM IR must hold neither, including the functions it
+    calls (gelu_tanh's tail, x_sigmoid_pair, once inlined the AVX-512 form)."""
+    from numba import njit
+
+    from fusedact.backends import _numba_math32, cuda_backend
+
+    for kernel in _numba_math32.KERNELS:
+        for kind in ("fwd", "der"):
+            fn = cuda_backend._device_fn(_numba_math32, kernel, kind)
+
+            @njit(cache=False)
+            def call(x, f=fn):
+                return f(x, np.float32(1.5), np.float32(20.0), np.float32(0.0))
+
+            call(np.float32(0.5))
+            llvm = "".join(call.inspect_llvm().values())
+            assert "scalef" not in llvm, f"{kernel}_{kind}"
+            assert "fusedact_table_" not in llvm, f"{kernel}_{kind}"

@@ -866,16 +866,21 @@ exp_rows = exp_lite_scalef if simd_available() else exp_lite
 
 # ---- the portable forms of the kernels above that take AVX-512 instructions on AVX-512
 # targets: the cuda backend's (the same algorithms, the same bits) ----
-def _with_portable_scaling(fn):
+def _with_portable_scaling(fn, **more):
     f = fn.py_func
     namespace = {**f.__globals__, "one_plus_exp_parts": one_plus_exp_parts_portable,
-                 "unscale": unscale_portable}
+                 "unscale": unscale_portable, **more}
     return jit(type(f)(f.__code__, namespace, f.__name__ + "_portable"))
 
 
 silu_fwd_portable = _with_portable_scaling(silu_fwd)
 # silu_der_portable: above
-gelu_tanh_fwd_portable = _with_portable_scaling(gelu_tanh_fwd)
+# gelu_tanh's tail is a function of its own: its portable copy has to be passed down too, or
+# the GPU's gelu_tanh would inline the AVX-512 one (a test compiles every portable form and
+# looks for vscalefps)
+x_sigmoid_pair_portable = _with_portable_scaling(x_sigmoid_pair)
+gelu_tanh_fwd_portable = _with_portable_scaling(gelu_tanh_fwd,
+                                                x_sigmoid_pair=x_sigmoid_pair_portable)
 gelu_fwd_portable, gelu_der_portable = gelu_fwd_rational, gelu_der_rational
 # sigmoid_fwd_portable, logsigmoid_der_portable: above
 
